@@ -1,0 +1,56 @@
+"""Migrate and seed the database, safely when several containers start at once."""
+
+from __future__ import annotations
+
+import fcntl
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import connection, transaction
+
+from stack.models import World
+from stack.views import WORLD_ROWS
+
+# Any fixed 64-bit number: the PostgreSQL advisory lock all replicas agree on.
+PG_LOCK_KEY = 5_120_826_071
+
+
+@contextmanager
+def exclusive_setup_lock() -> Iterator[None]:
+    """Serialise migrate+seed across processes: a file lock for SQLite, an advisory lock for PostgreSQL."""
+    if connection.vendor == "sqlite":
+        lock_path = Path(connection.settings_dict["NAME"]).with_suffix(".setup.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            yield
+    elif connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [PG_LOCK_KEY])
+            try:
+                yield
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [PG_LOCK_KEY])
+    else:
+        yield
+
+
+class Command(BaseCommand):
+    help = "Apply migrations and seed the world table; does nothing that is already done."
+
+    def handle(self, *args: object, **options: object) -> None:
+        with exclusive_setup_lock():
+            call_command("migrate", interactive=False, verbosity=0)
+            existing = set(World.objects.values_list("id", flat=True))
+            missing = [i for i in range(1, WORLD_ROWS + 1) if i not in existing]
+            if missing:
+                with transaction.atomic():
+                    World.objects.bulk_create(
+                        [World(id=i, random_number=random.randint(1, 10_000)) for i in missing],
+                        batch_size=1000,
+                    )
+            self.stdout.write(f"prepare_db: {WORLD_ROWS - len(missing)} rows existed, {len(missing)} added")

@@ -1,0 +1,54 @@
+"""The app-server settings that gunicorn and uWSGI share, read and checked in one place.
+
+Their values live in the top-level .env (docker compose reads it, and so do the
+Makefile and the tests), so none has a second default here: a missing one stops the
+server. gunicorn.conf.py imports this module; the uWSGI entrypoint runs it before
+exec'ing uWSGI. Both servers refuse the same bad input with the same message.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from django.core.exceptions import ImproperlyConfigured
+
+from stack.env import env_int, env_str
+
+
+@dataclass(frozen=True)
+class ServerEnv:
+    bind: str
+    workers: int
+    threads: int
+    request_timeout: int
+    graceful_timeout: int
+    max_requests: int
+    max_requests_jitter: int
+
+
+def load() -> ServerEnv:
+    request_timeout = env_int("REQUEST_TIMEOUT", None, 1, 3600)
+    graceful_timeout = env_int("GRACEFUL_TIMEOUT", None, 1, 3600)
+    return ServerEnv(
+        bind=env_str("APP_BIND", None),
+        workers=env_int("APP_WORKERS", None, 1, 256),
+        threads=env_int("APP_THREADS", None, 1, 256),
+        request_timeout=request_timeout,
+        graceful_timeout=graceful_timeout,
+        max_requests=env_int("MAX_REQUESTS", None, 0, 10_000_000),
+        max_requests_jitter=env_int("MAX_REQUESTS_JITTER", None, 0, 10_000_000),
+    )
+
+
+def main() -> int:
+    try:
+        load()
+    except ImproperlyConfigured as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

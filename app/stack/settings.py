@@ -1,0 +1,132 @@
+"""Django settings: production by default, every value from the environment.
+
+Variables shared with nginx (ALLOWED_HOSTS, STATIC_ROOT, MAX_BODY_MB) are read
+here and by nginx/render.sh under the same names, so each lives in one place.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import dj_database_url
+
+from stack.env import env_bool, env_choice, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# production refuses to start without a real secret; development is for a laptop.
+DJANGO_ENV = env_choice("DJANGO_ENV", "production", ("production", "development"))
+DEVELOPMENT = DJANGO_ENV == "development"
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "development-only-insecure-key" if DEVELOPMENT else None)
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# nginx builds its server_name from the same variable and drops every other Host.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+
+INSTALLED_APPS = [
+    "django.contrib.staticfiles",
+    "stack",
+]
+
+MIDDLEWARE = [
+    "stack.middleware.ProxyHeadersMiddleware",
+    "stack.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "stack.urls"
+WSGI_APPLICATION = "stack.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+_default_db = f"sqlite:///{BASE_DIR / 'db.sqlite3'}" if DEVELOPMENT else "sqlite:////data/db.sqlite3"
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", _default_db),
+        # Persistent connections save a connect per request; health checks drop dead ones first.
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60, 0, 86400),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets readers run alongside a writer across processes; NORMAL is safe with WAL.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        # Take the write lock at BEGIN, so concurrent writers wait on busy_timeout instead of failing.
+        "transaction_mode": "IMMEDIATE",
+        # Seconds a writer waits for the lock; longer than any write here takes.
+        "timeout": 5,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+STATIC_URL = "/static/"
+# collectstatic writes here and nginx serves it; the app never serves static files.
+STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles") if DEVELOPMENT else "/srv/static")
+STORAGES = {
+    # Content-hashed names let nginx send far-future cache headers safely.
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
+
+# nginx rejects larger bodies with 413 first; the app enforces the same cap for direct callers.
+MAX_BODY_MB = env_int("MAX_BODY_MB", 10, 1, 1024)
+
+# nginx overwrites X-Forwarded-Proto on every request, so it can be trusted here, and
+# is_secure() comes out the same under gunicorn and uWSGI.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# TLS terminates in front of nginx; the redirect to https belongs there, before Python (W008).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+# Browsers honour HSTS only over https, and Django sends it only on secure requests.
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000, 0, 63072000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preload is a promise to the browsers' list that anyone may submit the domain to: opt in (W021).
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+# Only the two checks whose advice is deliberately left to the operator, each only while declined.
+SILENCED_SYSTEM_CHECKS = [
+    check
+    for check, declined in (
+        ("security.W008", not SECURE_SSL_REDIRECT),
+        ("security.W021", not SECURE_HSTS_PRELOAD),
+    )
+    if declined
+]
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Which container answered; scaled replicas differ only in this.
+APP_INSTANCE = socket.gethostname()
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "stack.middleware.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s"}
+    },
+    # Containers log to stdout/stderr; the runtime collects it.
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}
+    },
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    },
+}

@@ -1,0 +1,68 @@
+"""gunicorn settings for the Django app behind nginx (gunicorn 27).
+
+Settings shared with uWSGI come from stack.server_env (values in the top-level .env);
+the gunicorn-only ones below read the environment with the default stated beside them.
+The app sits at ../app from this file, in the repository and in the image alike.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+app_dir = Path(__file__).resolve().parent.parent / "app"
+sys.path.insert(0, str(app_dir))
+
+from stack.server_env import load  # noqa: E402  (needs app_dir on sys.path first)
+
+shared = load()
+
+wsgi_app = "stack.wsgi:application"
+chdir = str(app_dir)
+bind = [shared.bind]
+# Connections nginx has opened but gunicorn has not accepted yet: room for a burst. The same
+# as uWSGI's listen (uwsgi/uwsgi.ini); gunicorn's own default is 2048.
+backlog = 1024
+
+# gthread: a thread per request, keep-alive to nginx, and a stream holds one thread, not a
+# whole worker. The sync worker does no keep-alive and blocks a process per stream.
+worker_class = "gthread"
+# Processes: one per core. cpu_count() inside a container sees the host, so it is set, not guessed.
+workers = shared.workers
+# Threads per process: Django releases the GIL on I/O (database, sleeps, socket writes).
+threads = shared.threads
+
+# With gthread this is a liveness heartbeat, not a per-request limit: nginx enforces the
+# request budget (its read timeout is REQUEST_TIMEOUT + 5 s, so gunicorn's verdict lands first).
+timeout = shared.request_timeout
+# SIGTERM lets in-flight requests finish for this long before workers are killed.
+graceful_timeout = shared.graceful_timeout
+# Idle keep-alive from nginx must outlive nginx's upstream keepalive_timeout (60 s in
+# nginx/pass-gunicorn.conf), so nginx always closes first and never reuses a dead socket (502).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+
+# Recycle workers to bound slow leaks; jitter staggers restarts so the pool never empties at once.
+max_requests = shared.max_requests
+max_requests_jitter = shared.max_requests_jitter
+
+# The heartbeat file is touched every second; /dev/shm is RAM, a container's /tmp may be disk.
+worker_tmp_dir = "/dev/shm"
+# Only these peers may set wsgi.url_scheme via X-Forwarded-Proto. nginx overwrites that header;
+# in compose nginx is the only container on the app network, so the stack sets "*" there.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# The control socket (new in 25.1) wants a writable $HOME; the root filesystem is read-only.
+control_socket_disable = True
+
+# Header limits match nginx's large_client_header_buffers (4 x 8k): nginx rejects first.
+limit_request_line = 8190
+limit_request_field_size = 8190
+
+# One key=value line per request on stdout ("-" is stdout, empty turns it off), the same
+# fields as uWSGI's: nginx's request id and the time in microseconds. Not JSON, because
+# gunicorn does not escape values; nginx's access log is the JSON one.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+access_log_format = (
+    "server=gunicorn request_id=%({x-request-id}i)s client=%({x-forwarded-for}i)s status=%(s)s "
+    "duration_us=%(D)s bytes=%(B)s method=%(m)s path=%(U)s query=%(q)s"
+)
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

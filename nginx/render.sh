@@ -1,0 +1,44 @@
+#!/bin/sh
+# Renders nginx.conf.template into $NGINX_RUN_DIR/nginx.conf and prints that path.
+# The container's entrypoint and the tests both use it, so both run the same config.
+set -eu
+
+conf_dir=$(cd "$(dirname "$0")" && pwd)
+fail() {
+    echo "nginx/render.sh: $*" >&2
+    exit 2
+}
+require_int() {
+    case "$2" in
+    '' | *[!0-9]*) fail "$1 must be a whole number, got '$2'" ;;
+    esac
+}
+
+case "${APP_SERVER:-}" in
+gunicorn | uwsgi) ;;
+*) fail "APP_SERVER must be one of: gunicorn, uwsgi (got '${APP_SERVER:-}')" ;;
+esac
+[ -n "${APP_SERVER_ADDR:-}" ] || fail "APP_SERVER_ADDR (host:port of the app server) is required"
+[ -n "${ALLOWED_HOSTS:-}" ] || fail "ALLOWED_HOSTS is required"
+[ -n "${STATIC_ROOT:-}" ] || fail "STATIC_ROOT is required"
+case "$ALLOWED_HOSTS" in
+*'*'*) fail "ALLOWED_HOSTS must list host names; '*' would turn off the unknown-Host guard" ;;
+esac
+require_int REQUEST_TIMEOUT "${REQUEST_TIMEOUT:-}"
+require_int MAX_BODY_MB "${MAX_BODY_MB:-}"
+
+export NGINX_CONF_DIR="$conf_dir"
+export NGINX_LISTEN="${NGINX_LISTEN:-8080}"
+export NGINX_RUN_DIR="${NGINX_RUN_DIR:-/tmp/nginx}"
+export NGINX_WORKER_PROCESSES="${NGINX_WORKER_PROCESSES:-auto}"
+export NGINX_ACCESS_LOG="${NGINX_ACCESS_LOG:-/dev/stdout}"
+# nginx waits 5 s longer than the app server, whose timeout should be the one that fires.
+export NGINX_READ_TIMEOUT=$((REQUEST_TIMEOUT + 5))
+export NGINX_SERVER_NAMES="$(echo "$ALLOWED_HOSTS" | tr ',' ' ')"
+
+mkdir -p "$NGINX_RUN_DIR"
+# Only these names are replaced; nginx's own $variables pass through untouched.
+envsubst '$NGINX_CONF_DIR $NGINX_LISTEN $NGINX_RUN_DIR $NGINX_WORKER_PROCESSES $NGINX_ACCESS_LOG
+    $NGINX_READ_TIMEOUT $NGINX_SERVER_NAMES $APP_SERVER $APP_SERVER_ADDR $STATIC_ROOT $MAX_BODY_MB' \
+    <"$conf_dir/nginx.conf.template" >"$NGINX_RUN_DIR/nginx.conf"
+echo "$NGINX_RUN_DIR/nginx.conf"

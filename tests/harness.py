@@ -1,0 +1,218 @@
+"""Run the stack as local processes on loopback: real nginx in front of real gunicorn or uWSGI.
+
+The processes use the very config files the containers use (nginx/render.sh and its
+templates, gunicorn/gunicorn.conf.py, uwsgi/uwsgi.ini) and the shared values in .env;
+only addresses and paths differ, and they are passed as environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_DIR = ROOT / "app"
+VENV_BIN = Path(sys.executable).parent
+SERVERS = ("gunicorn", "uwsgi")
+HOST = "localhost"
+
+
+def read_dotenv(path: Path = ROOT / ".env") -> dict[str, str]:
+    """The KEY=VALUE lines of .env: the stack's shared settings, as docker compose reads them."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Signal the process we started (by its own PID), then kill it if it outstays the timeout."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+def server_command(server: str) -> list[str]:
+    if server == "gunicorn":
+        return [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn" / "gunicorn.conf.py")]
+    return [str(VENV_BIN / "uwsgi"), "--ini", str(ROOT / "uwsgi" / "uwsgi.ini")]
+
+
+@dataclass
+class LocalStack:
+    """nginx on one loopback port, the app server on another, files in a private directory."""
+
+    server: str
+    workdir: Path
+    env: dict[str, str]
+    nginx_port: int
+    app_port: int
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+    @property
+    def app_log(self) -> Path:
+        return self.workdir / "app.log"
+
+    @property
+    def nginx_log(self) -> Path:
+        return self.workdir / "nginx-error.log"
+
+    def manage(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=APP_DIR,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    def render_nginx(self) -> Path:
+        done = subprocess.run(
+            [str(ROOT / "nginx" / "render.sh")],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return Path(done.stdout.strip())
+
+    def start(self) -> LocalStack:
+        self.manage("collectstatic", "--noinput")
+        self.manage("prepare_db")
+        if self.server == "uwsgi":
+            # The uWSGI entrypoint's check, run the same way the container runs it.
+            subprocess.run(
+                [sys.executable, "-m", "stack.server_env"],
+                cwd=APP_DIR,
+                env=self.env,
+                check=True,
+                timeout=30,
+            )
+        with self.app_log.open("ab") as log:
+            self.processes["app"] = subprocess.Popen(
+                server_command(self.server),
+                cwd=APP_DIR,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        conf = self.render_nginx()
+        with self.nginx_log.open("ab") as log:
+            self.processes["nginx"] = subprocess.Popen(
+                ["nginx", "-c", str(conf), "-g", "daemon off;"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_until(self.ready, 30, f"{self.server} behind nginx to answer /readyz")
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(self.describe_failure()) from None
+        return self
+
+    def ready(self) -> bool:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}\n{self.describe_failure()}")
+        request = urllib.request.Request(self.base_url + "/readyz", headers={"Host": HOST})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def describe_failure(self) -> str:
+        logs = [
+            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+            for path in (self.app_log, self.nginx_log)
+            if path.exists()
+        ]
+        return "\n".join(logs)
+
+    def app_pid(self) -> int:
+        return self.processes["app"].pid
+
+    def stop(self) -> None:
+        # QUIT is nginx's graceful stop; TERM is the app servers' graceful one (uwsgi.ini makes it so).
+        if "nginx" in self.processes:
+            stop_process(self.processes["nginx"], signal.SIGQUIT, 15)
+        if "app" in self.processes:
+            stop_process(self.processes["app"], signal.SIGTERM, 40)
+
+
+def local_stack(server: str, **overrides: str) -> LocalStack:
+    """Build (not start) a stack for `server`; overrides replace .env values, as a shell would."""
+    if server not in SERVERS:
+        raise ValueError(f"server must be one of {', '.join(SERVERS)}, got {server!r}")
+    if shutil.which("nginx") is None:
+        raise RuntimeError("nginx is not installed (apt-get install nginx)")
+    workdir = Path(tempfile.mkdtemp(prefix=f"stack-{server}-"))
+    # nginx's workers run as an unprivileged user when the tests run as root: let them read.
+    workdir.chmod(0o755)
+    nginx_port, app_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **read_dotenv(),
+        "APP_SERVER": server,
+        "APP_BIND": f"127.0.0.1:{app_port}",
+        "APP_SERVER_ADDR": f"127.0.0.1:{app_port}",
+        "NGINX_LISTEN": f"127.0.0.1:{nginx_port}",
+        "NGINX_RUN_DIR": str(workdir / "nginx"),
+        "NGINX_ACCESS_LOG": str(workdir / "nginx-access.log"),
+        "STATIC_ROOT": str(workdir / "static"),
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ENV": "production",
+        **overrides,
+    }
+    return LocalStack(server=server, workdir=workdir, env=env, nginx_port=nginx_port, app_port=app_port)

@@ -1,0 +1,101 @@
+"""A missing or invalid environment variable stops startup with a message naming it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from harness import APP_DIR, ROOT, VENV_BIN, local_stack, server_command
+
+
+def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60)
+
+
+def django_check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "manage.py", "check"], env)
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    return local_stack("gunicorn").env
+
+
+def test_secret_key_is_required_in_production(env):
+    del env["DJANGO_SECRET_KEY"]
+    result = django_check(env)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_development_mode_runs_without_a_secret_key(env):
+    del env["DJANGO_SECRET_KEY"]
+    env["DJANGO_ENV"] = "development"
+    assert django_check(env).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("DJANGO_ENV", "staging", "DJANGO_ENV must be one of production, development"),
+        ("DJANGO_DEBUG", "maybe", "DJANGO_DEBUG must be one of"),
+        ("MAX_BODY_MB", "ten", "MAX_BODY_MB must be an integer"),
+        ("DB_CONN_MAX_AGE", "-5", "DB_CONN_MAX_AGE must be between"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
+        ("ALLOWED_HOSTS", " , ", "ALLOWED_HOSTS must list at least one value"),
+    ],
+)
+def test_invalid_django_setting_is_named(env, name, value, expected):
+    env[name] = value
+    result = django_check(env)
+    assert result.returncode != 0
+    assert expected in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("APP_WORKERS", "abc", "APP_WORKERS must be an integer"),
+        ("APP_THREADS", "0", "APP_THREADS must be between 1 and 256"),
+        ("REQUEST_TIMEOUT", "", "REQUEST_TIMEOUT is required"),
+        ("GRACEFUL_TIMEOUT", "1.5", "GRACEFUL_TIMEOUT must be an integer"),
+        ("MAX_REQUESTS", "-1", "MAX_REQUESTS must be between"),
+        ("APP_BIND", "", "APP_BIND is required"),
+    ],
+)
+@pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
+def test_invalid_server_setting_stops_both_servers(env, server, name, value, expected):
+    env[name] = value
+    if server == "gunicorn":
+        # gunicorn reads the shared settings in gunicorn.conf.py and refuses to start.
+        result = run([*server_command("gunicorn"), "--check-config"], env)
+    else:
+        # The uWSGI entrypoint runs this check before exec'ing uWSGI (uwsgi/entrypoint.sh).
+        result = run([sys.executable, "-m", "stack.server_env"], env)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("APP_SERVER", "apache", "APP_SERVER must be one of: gunicorn, uwsgi"),
+        ("REQUEST_TIMEOUT", "30s", "REQUEST_TIMEOUT must be a whole number"),
+        ("MAX_BODY_MB", "", "MAX_BODY_MB must be a whole number"),
+        ("ALLOWED_HOSTS", "*", "ALLOWED_HOSTS must list host names"),
+        ("STATIC_ROOT", "", "STATIC_ROOT is required"),
+    ],
+)
+def test_invalid_nginx_setting_is_named(env, name, value, expected):
+    env[name] = value
+    result = run([str(ROOT / "nginx" / "render.sh")], env)
+    assert result.returncode == 2
+    assert expected in result.stderr
+
+
+def test_uwsgi_binary_is_the_locked_one():
+    # The harness runs the venv's uWSGI, built from the hash-locked requirements.
+    version = subprocess.run([str(VENV_BIN / "uwsgi"), "--version"], capture_output=True, text=True)
+    locked = (ROOT / "uwsgi" / "requirements.txt").read_text()
+    assert f"uwsgi=={version.stdout.strip()}" in locked
