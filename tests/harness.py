@@ -76,9 +76,8 @@ def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> 
 
 
 def server_command(server: str) -> list[str]:
-    if server == "gunicorn":
-        return [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn" / "gunicorn.conf.py")]
-    return [str(VENV_BIN / "uwsgi"), "--ini", str(ROOT / "uwsgi" / "uwsgi.ini")]
+    """The container's own entrypoint: it prepares the database and execs the server."""
+    return [str(ROOT / server / "entrypoint.sh")]
 
 
 @dataclass
@@ -114,29 +113,9 @@ class LocalStack:
             timeout=120,
         )
 
-    def render_nginx(self) -> Path:
-        done = subprocess.run(
-            [str(ROOT / "nginx" / "render.sh")],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        return Path(done.stdout.strip())
-
     def start(self) -> LocalStack:
+        # The images run collectstatic at build time; here it runs once per stack.
         self.manage("collectstatic", "--noinput")
-        self.manage("prepare_db")
-        if self.server == "uwsgi":
-            # The uWSGI entrypoint's check, run the same way the container runs it.
-            subprocess.run(
-                [sys.executable, "-m", "stack.server_env"],
-                cwd=APP_DIR,
-                env=self.env,
-                check=True,
-                timeout=30,
-            )
         with self.app_log.open("ab") as log:
             self.processes["app"] = subprocess.Popen(
                 server_command(self.server),
@@ -145,10 +124,9 @@ class LocalStack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        conf = self.render_nginx()
         with self.nginx_log.open("ab") as log:
             self.processes["nginx"] = subprocess.Popen(
-                ["nginx", "-c", str(conf), "-g", "daemon off;"],
+                [str(ROOT / "nginx" / "entrypoint.sh")],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -213,6 +191,8 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ENV": "production",
+        # The entrypoints call python, gunicorn and uwsgi by name, as in the images.
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         **overrides,
     }
     return LocalStack(server=server, workdir=workdir, env=env, nginx_port=nginx_port, app_port=app_port)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from harness import APP_DIR, ROOT, VENV_BIN, local_stack, server_command
+from harness import APP_DIR, ROOT, SERVERS, VENV_BIN, local_stack, server_command
 
 
 def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -64,15 +64,11 @@ def test_invalid_django_setting_is_named(env, name, value, expected):
         ("APP_BIND", "", "APP_BIND is required"),
     ],
 )
-@pytest.mark.parametrize("server", ["gunicorn", "uwsgi"])
+@pytest.mark.parametrize("server", SERVERS)
 def test_invalid_server_setting_stops_both_servers(env, server, name, value, expected):
     env[name] = value
-    if server == "gunicorn":
-        # gunicorn reads the shared settings in gunicorn.conf.py and refuses to start.
-        result = run([*server_command("gunicorn"), "--check-config"], env)
-    else:
-        # The uWSGI entrypoint runs this check before exec'ing uWSGI (uwsgi/entrypoint.sh).
-        result = run([sys.executable, "-m", "stack.server_env"], env)
+    # The container's entrypoint: gunicorn fails in gunicorn.conf.py, uWSGI before exec.
+    result = run(server_command(server), env)
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
 

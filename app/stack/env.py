@@ -7,6 +7,7 @@ that says which variable is wrong and what it accepts, never fall back silently.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -25,6 +26,20 @@ def _raw(name: str, default: str | None) -> str:
 
 def env_str(name: str, default: str | None = None) -> str:
     return _raw(name, default)
+
+
+def env_secret(name: str, default: str | None = None) -> str:
+    """NAME itself, or the contents of the file NAME_FILE names (Docker's secrets convention)."""
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return _raw(name, default)
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as error:
+        raise ImproperlyConfigured(f"{name}_FILE={path} cannot be read: {error.strerror}") from None
+    if not value:
+        raise ImproperlyConfigured(f"{name}_FILE={path} is empty")
+    return value
 
 
 def env_bool(name: str, default: bool) -> bool:

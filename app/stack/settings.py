@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from stack.env import env_bool, env_choice, env_int, env_list, env_str
+from stack.env import env_bool, env_choice, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,7 +19,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DJANGO_ENV = env_choice("DJANGO_ENV", "production", ("production", "development"))
 DEVELOPMENT = DJANGO_ENV == "development"
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "development-only-insecure-key" if DEVELOPMENT else None)
+# From DJANGO_SECRET_KEY, or the file DJANGO_SECRET_KEY_FILE names (compose mounts a secret).
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY", "development-only-insecure-key" if DEVELOPMENT else None)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 # nginx builds its server_name from the same variable and drops every other Host.
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")

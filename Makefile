@@ -1,0 +1,87 @@
+# The stack's commands. Settings come from .env; a variable given on the command line or in
+# the shell wins (APP_SERVER=uwsgi make up).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+SERVERS := gunicorn uwsgi
+dotenv = $(shell sed -n 's/^$(1)=//p' .env)
+APP_SERVER ?= $(call dotenv,APP_SERVER)
+HTTP_PORT ?= $(call dotenv,HTTP_PORT)
+export APP_SERVER HTTP_PORT
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+# Both profiles, so down/logs/ps also see a server that is no longer the selected one.
+COMPOSE_ALL := docker compose --profile gunicorn --profile uwsgi
+SECRET_FILE := .secrets/django_secret_key
+# Extra CA certificates for the locally built base image (a TLS-re-signing proxy needs them).
+BASE_IMAGE_CA_DIR ?=
+
+# $(call one_of,NAME,value,allowed values): stop with the allowed values listed.
+one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
+
+.PHONY: help up down clean logs ps test lint format lock base-image
+
+help: ## List the targets and the variables they read
+	@echo "Targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 16
+	@echo
+	@echo "Variables (defaults from .env; override in the shell or as make VAR=value):"
+	@grep -E '^[A-Z_]+=' .env | sed 's/^/  /'
+	@echo "  DJANGO_SECRET_KEY    generated into $(SECRET_FILE) on the first 'make up'; mounted as a secret"
+	@echo "  DATABASE_URL         unset: SQLite on the appdata volume; postgres://... for PostgreSQL"
+	@echo "  BASE_IMAGE_CA_DIR    CA certificates to trust in the locally built base image"
+
+# The directory is private to its owner; the file is readable so the container's
+# non-root user can read the bind-mounted secret.
+$(SECRET_FILE):
+	@mkdir -p -m 700 $(dir $@)
+	@python3 -c 'import secrets; print(secrets.token_urlsafe(50))' >$@ && chmod 644 $@
+	@echo "Generated a Django secret key in $@ (kept out of git)."
+
+up: $(SECRET_FILE) ## Build and start nginx + APP_SERVER; waits until healthy, then prints the URL
+	$(call one_of,APP_SERVER,$(APP_SERVER),$(SERVERS))
+	docker compose up --detach --build --remove-orphans --wait --wait-timeout 300
+	@# Switching servers this way recreates nginx; the previous server is no longer routed to.
+	$(COMPOSE_ALL) rm --stop --force $(filter-out $(APP_SERVER),$(SERVERS))
+	@echo "Serving through nginx -> $(APP_SERVER): http://localhost:$(HTTP_PORT)/"
+
+down: ## Stop and remove the containers (the database volume stays)
+	$(COMPOSE_ALL) down --remove-orphans
+
+clean: ## down, and also delete the database volume
+	$(COMPOSE_ALL) down --remove-orphans --volumes
+
+logs: ## Follow every container's log
+	$(COMPOSE_ALL) logs --follow --tail 100
+
+ps: ## Show the containers and their health
+	$(COMPOSE_ALL) ps
+
+$(VENV)/.installed: app/requirements.txt gunicorn/requirements.txt uwsgi/requirements.txt tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --require-hashes \
+	  -r app/requirements.txt -r gunicorn/requirements.txt -r uwsgi/requirements.txt -r tests/requirements.txt
+	touch $@
+
+test: $(VENV)/.installed ## Lint, then every test: unit, config, and nginx + both servers on loopback
+	$(MAKE) --no-print-directory lint
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.installed ## ruff (lint and format check) over all Python
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+lock: $(VENV)/.installed ## Re-resolve every requirements.txt from its requirements.in, with hashes
+	for dir in app gunicorn uwsgi tests; do \
+	  (cd $$dir && ../$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 \
+	    --generate-hashes --no-header requirements.in -o requirements.txt); \
+	done
+
+base-image: ## Build debian:trixie-slim locally with debootstrap (no registry needed; root)
+	scripts/make-base-image.sh $(BASE_IMAGE_CA_DIR)

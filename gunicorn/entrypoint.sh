@@ -1,0 +1,7 @@
+#!/bin/sh
+# Start gunicorn the same way in the container and in the tests: prepare the database, then
+# exec, so gunicorn is the process that receives the stop signal.
+set -eu
+cd "$(dirname "$0")/../app"
+python manage.py prepare_db
+exec gunicorn -c ../gunicorn/gunicorn.conf.py

@@ -1,0 +1,164 @@
+"""The config files themselves: they parse, pass their tools' own checks, and agree with each other."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import APP_DIR, ROOT, SERVERS, local_stack, read_dotenv
+
+DOTENV = read_dotenv()
+NGINX_TEMPLATE = (ROOT / "nginx" / "nginx.conf.template").read_text()
+
+
+def render_nginx(server: str) -> str:
+    env = local_stack(server).env
+    done = subprocess.run(
+        [str(ROOT / "nginx" / "render.sh")], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def uwsgi_ini() -> dict[str, str]:
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.read(ROOT / "uwsgi" / "uwsgi.ini")
+    return dict(parser["uwsgi"])
+
+
+@pytest.fixture
+def gunicorn_conf(monkeypatch) -> dict[str, object]:
+    for key, value in {**DOTENV, "APP_BIND": "127.0.0.1:8000"}.items():
+        monkeypatch.setenv(key, value)
+    return runpy.run_path(str(ROOT / "gunicorn" / "gunicorn.conf.py"))
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_nginx_accepts_the_rendered_config(server):
+    conf = render_nginx(server)
+    done = subprocess.run(["nginx", "-t", "-e", "stderr", "-c", conf], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
+    text = Path(conf).read_text()
+    assert f"pass-{server}.conf" in text
+    assert "${" not in text, "an unrendered variable is left in the config"
+
+
+def test_django_deploy_check_is_clean_with_production_settings():
+    env = local_stack("gunicorn").env
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=APP_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+def test_one_timeout_budget_and_the_app_server_fires_first(gunicorn_conf):
+    budget = int(DOTENV["REQUEST_TIMEOUT"])
+    assert gunicorn_conf["timeout"] == budget
+    assert uwsgi_ini()["harakiri"] == "$(REQUEST_TIMEOUT)"
+    rendered = Path(render_nginx("gunicorn")).read_text()
+    read_timeouts = re.findall(r"(?:proxy|uwsgi)_read_timeout (\d+)s;", rendered)
+    assert len(read_timeouts) == 2
+    assert all(int(seconds) > budget for seconds in read_timeouts)
+
+
+def test_gunicorn_keepalive_outlives_nginx_upstream_keepalive(gunicorn_conf):
+    nginx_idle = int(re.search(r"keepalive_timeout (\d+)s;\n    }", NGINX_TEMPLATE).group(1))
+    assert gunicorn_conf["keepalive"] > nginx_idle
+
+
+def test_gunicorn_worker_class_streams_and_keeps_alive(gunicorn_conf):
+    assert gunicorn_conf["worker_class"] == "gthread"
+    assert gunicorn_conf["worker_tmp_dir"] == "/dev/shm"
+    assert gunicorn_conf["control_socket_disable"] is True
+
+
+def test_both_servers_take_workers_and_threads_from_the_same_variables(gunicorn_conf):
+    ini = uwsgi_ini()
+    assert ini["processes"] == "$(APP_WORKERS)"
+    assert ini["threads"] == "$(APP_THREADS)"
+    assert gunicorn_conf["workers"] == int(DOTENV["APP_WORKERS"])
+    assert gunicorn_conf["threads"] == int(DOTENV["APP_THREADS"])
+    assert ini["max-requests"] == "$(MAX_REQUESTS)"
+    assert gunicorn_conf["max_requests"] == int(DOTENV["MAX_REQUESTS"])
+
+
+def test_listen_backlogs_agree_and_exceed_the_uwsgi_default(gunicorn_conf):
+    assert int(uwsgi_ini()["listen"]) == gunicorn_conf["backlog"] > 100
+
+
+def test_uwsgi_buffer_fits_every_header_nginx_accepts():
+    count, size_k = re.search(r"large_client_header_buffers (\d+) (\d+)k;", NGINX_TEMPLATE).groups()
+    assert int(uwsgi_ini()["buffer-size"]) >= int(count) * int(size_k) * 1024
+
+
+def test_uwsgi_production_switches_are_on():
+    ini = uwsgi_ini()
+    for option in ("strict", "master", "need-app", "enable-threads", "single-interpreter", "vacuum"):
+        assert ini[option] == "true", option
+    # uWSGI 2.0's SIGTERM is a brutal reload; this hook turns it into a graceful stop.
+    assert ini["hook-master-start"] == "unix_signal:15 gracefully_kill_them_all"
+    assert "die-on-term" not in ini
+
+
+def test_every_uwsgi_option_has_a_comment_above_it():
+    lines = (ROOT / "uwsgi" / "uwsgi.ini").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "=" in line and not line.startswith(";"):
+            assert lines[number - 1].startswith(";"), line
+
+
+def test_every_dotenv_variable_has_a_comment_and_a_readme_row():
+    lines = (ROOT / ".env").read_text().splitlines()
+    readme = (ROOT / "README.md").read_text()
+    for number, line in enumerate(lines):
+        if re.match(r"[A-Z_]+=", line):
+            assert lines[number - 1].startswith("#"), line
+            assert f"`{line.split('=')[0]}`" in readme, f"{line} is not in the README's table"
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_app_servers_share_one_environment():
+    services = compose()["services"]
+    assert services["gunicorn"]["environment"] == services["uwsgi"]["environment"]
+    assert services["gunicorn"]["volumes"] == services["uwsgi"]["volumes"]
+
+
+def test_only_nginx_publishes_a_port():
+    services = compose()["services"]
+    assert [name for name, service in services.items() if "ports" in service] == ["nginx"]
+    assert services["nginx"]["ports"] == ["${HTTP_PORT}:8080"]
+
+
+def test_stop_grace_outlasts_the_graceful_timeout():
+    for name, service in compose()["services"].items():
+        grace = int(service["stop_grace_period"].removesuffix("s"))
+        assert grace > int(DOTENV["GRACEFUL_TIMEOUT"]), name
+
+
+def test_nginx_waits_for_a_healthy_app_server():
+    depends = compose()["services"]["nginx"]["depends_on"]
+    for server in SERVERS:
+        assert depends[server]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("folder", ["nginx", *SERVERS])
+def test_every_image_has_a_healthcheck_and_a_non_root_user(folder):
+    dockerfile = (ROOT / folder / "Dockerfile").read_text()
+    assert "\nHEALTHCHECK " in dockerfile
+    user = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert user and user[-1] not in ("root", "0")
+    assert dockerfile.count("FROM debian:trixie-slim") == 2
