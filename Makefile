@@ -21,7 +21,7 @@ BASE_IMAGE_CA_DIR ?=
 # $(call one_of,NAME,value,allowed values): stop with the allowed values listed.
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
-.PHONY: help up down clean logs ps test lint format lock base-image
+.PHONY: help up down clean logs ps test test-fast lint format lock bench-images base-image
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -65,13 +65,17 @@ $(VENV)/.installed: app/requirements.txt gunicorn/requirements.txt uwsgi/require
 	  -r app/requirements.txt -r gunicorn/requirements.txt -r uwsgi/requirements.txt -r tests/requirements.txt
 	touch $@
 
-test: $(VENV)/.installed ## Lint, then every test: unit, config, and nginx + both servers on loopback
+test: $(VENV)/.installed ## Lint, then every test, e2e on real containers included (needs Docker)
 	$(MAKE) --no-print-directory lint
 	$(VENV)/bin/pytest
 
-lint: $(VENV)/.installed ## ruff (lint and format check) over all Python
+test-fast: $(VENV)/.installed ## Every test but the container ones: unit, config, nginx + both servers on loopback
+	$(VENV)/bin/pytest -m "not e2e"
+
+lint: $(VENV)/.installed ## ruff over all Python, hadolint over every Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile
 
 format: $(VENV)/.installed ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
@@ -82,6 +86,9 @@ lock: $(VENV)/.installed ## Re-resolve every requirements.txt from its requireme
 	  (cd $$dir && ../$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 \
 	    --generate-hashes --no-header requirements.in -o requirements.txt); \
 	done
+
+bench-images: $(VENV)/.installed ## Print image sizes, cold build, rebuild-after-a-view-change and up-to-healthy times
+	$(PYTHON) scripts/bench_images.py
 
 base-image: ## Build debian:trixie-slim locally with debootstrap (no registry needed; root)
 	scripts/make-base-image.sh $(BASE_IMAGE_CA_DIR)

@@ -1,6 +1,10 @@
 #!/bin/sh
 # Render the config from the environment and exec nginx in the foreground, in the container
 # and in the tests alike. -e stderr: a non-root nginx cannot open the compiled-in log path.
+# The follower reloads nginx when the app server's name points somewhere new; it gets this
+# shell's pid, which exec hands to nginx.
 set -eu
-conf=$("$(dirname "$0")/render.sh")
+here=$(dirname "$0")
+conf=$("$here/render.sh")
+"$here/follow-upstream.sh" $$ "$conf" "$APP_SERVER_ADDR" &
 exec nginx -e stderr -c "$conf" -g 'daemon off;'

@@ -1,0 +1,165 @@
+"""The real docker compose stack, both servers: what a user gets from `make up`.
+
+Each stack has its own project name and port and is torn down (volumes too) even when a
+test fails. Without a Docker engine these tests fail and say why; they never skip.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from compose_stack import ComposeStack, build_images, compose_stack, docker_available, ensure_secret_file
+from harness import SERVERS
+
+pytestmark = pytest.mark.e2e
+
+ENDPOINTS = ["/", "/plaintext", "/json", "/db", "/queries?n=5", "/stream?chunks=2&interval_ms=10",
+             "/events?count=2&interval_ms=10", "/slow?ms=10", "/healthz", "/readyz"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def images() -> None:
+    problem = docker_available()
+    if problem:
+        pytest.fail(f"the e2e tests need Docker: {problem} (make test-fast leaves them out)")
+    ensure_secret_file()
+    build_images()
+
+
+@pytest.fixture
+def stack(request: pytest.FixtureRequest, images: None) -> Iterator[ComposeStack]:
+    running = compose_stack(request.param)
+    try:
+        yield running
+    finally:
+        running.down("--volumes")
+
+
+def wait_for(check, timeout: float) -> float:
+    """Seconds until check() is true; fails the test when the bounded wait runs out."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if check():
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"not true within {timeout}s")
+
+
+@pytest.mark.parametrize("stack", SERVERS, indirect=True)
+def test_every_endpoint_answers_through_the_published_port(stack):
+    stack.up()
+    for path in ENDPOINTS:
+        response = stack.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["X-App-Server"] == stack.server, path
+    css = re.search(r'href="(/static/[^"]+)"', stack.get("/").text).group(1)
+    static = stack.get(css)
+    assert static.status_code == 200
+    assert "X-App-Server" not in static.headers
+
+
+@pytest.mark.parametrize("stack", ["gunicorn"], indirect=True)
+def test_plain_compose_up_switches_the_running_stack_to_uwsgi(stack):
+    stack.up()
+    assert stack.get("/json").headers["X-App-Server"] == "gunicorn"
+    # What a user types; nobody edits nginx's config.
+    stack.up(server="uwsgi")
+    assert stack.get("/json").headers["X-App-Server"] == "uwsgi"
+    assert stack.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("stack", SERVERS, indirect=True)
+def test_scaled_app_servers_all_get_requests(stack):
+    stack.up()
+    stack.up("--scale", f"{stack.server}=3")
+    assert len(stack.container_ids(stack.server)) == 3
+
+    def all_three_answer() -> bool:
+        seen = {stack.get("/plaintext").headers["X-App-Instance"] for _ in range(30)}
+        return len(seen) == 3
+
+    # nginx picks up the new addresses when follow-upstream.sh reloads it (every 2 s).
+    wait_for(all_three_answer, timeout=15)
+
+
+@pytest.mark.parametrize("stack", SERVERS, indirect=True)
+def test_recreated_app_container_is_routed_to_within_10s(stack):
+    stack.up()
+    nginx = stack.container_ids("nginx")[0]
+    nginx_started = stack.inspect(nginx)["State"]["StartedAt"]
+    old = stack.inspect(stack.container_ids(stack.server)[0])
+    # A stand-in joins the network first: if Docker hands out the freed address again, the
+    # stand-in gets it, so the new container's address differs either way.
+    network = next(iter(old["NetworkSettings"]["Networks"]))
+    old_ip = old["NetworkSettings"]["Networks"][network]["IPAddress"]
+    stack.compose("rm", "--stop", "--force", stack.server)
+    squatter = subprocess.run(
+        ["docker", "run", "--detach", "--rm", "--network", network,
+         "--entrypoint", "sleep", f"wsgi-stack/{stack.server}:latest", "120"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    try:
+        stack.up("--no-deps", stack.server)
+        new = stack.inspect(stack.container_ids(stack.server)[0])
+        assert new["NetworkSettings"]["Networks"][network]["IPAddress"] != old_ip
+        hostname = new["Config"]["Hostname"]
+        waited = wait_for(lambda: stack.get("/readyz").headers.get("X-App-Instance") == hostname, 10)
+        print(f"{stack.server}: routed to the recreated container {waited:.1f}s after it was healthy")
+    finally:
+        subprocess.run(["docker", "rm", "--force", squatter], capture_output=True, check=False)
+    assert stack.inspect(nginx)["State"]["StartedAt"] == nginx_started, "nginx was restarted"
+
+
+@pytest.mark.parametrize("stack", ["uwsgi"], indirect=True)
+def test_sqlite_volume_survives_down_and_up(stack):
+    stack.up()
+    first = stack.compose("logs", stack.server).stdout
+    assert "prepare_db: 0 rows existed, 10000 added" in first
+    stack.down()
+    assert stack.leftovers()["volumes"], "down without --volumes must keep the database"
+    stack.up()
+    second = stack.compose("logs", stack.server).stdout
+    assert "prepare_db: 10000 rows existed, 0 added" in second
+    assert stack.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("stack", ["gunicorn"], indirect=True)
+def test_down_leaves_nothing_behind(stack):
+    stack.up()
+    assert stack.leftovers()["containers"]
+    stack.down("--volumes")
+    assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
+
+
+@pytest.mark.parametrize("stack", SERVERS, indirect=True)
+def test_containers_are_hardened(stack):
+    stack.up()
+    for service in ("nginx", stack.server):
+        container = stack.container_ids(service)[0]
+        info = stack.inspect(container)
+        assert info["Config"]["User"] not in ("", "root", "0"), service
+        assert info["HostConfig"]["ReadonlyRootfs"] is True, service
+        assert info["HostConfig"]["CapDrop"] == ["ALL"], service
+        assert "no-new-privileges:true" in info["HostConfig"]["SecurityOpt"], service
+        assert list(info["HostConfig"]["Tmpfs"]) == ["/tmp"], service
+        uid = stack.compose("exec", "-T", service, "id", "-u").stdout.strip()
+        assert uid != "0", service
+        probe = stack.compose("exec", "-T", service, "touch", "/probe", check=False)
+        assert probe.returncode != 0 and "Read-only file system" in probe.stderr, service
+
+
+@pytest.mark.parametrize("image", ["nginx", *SERVERS])
+def test_images_carry_no_compiler(images, image):
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "/bin/sh", f"wsgi-stack/{image}:latest", "-c",
+         "for tool in gcc cc c++ g++ clang tcc make; do command -v $tool; done; true"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == ""
