@@ -18,7 +18,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,3 +197,41 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
         **overrides,
     }
     return LocalStack(server=server, workdir=workdir, env=env, nginx_port=nginx_port, app_port=app_port)
+
+
+@contextmanager
+def buffering_nginx(stack: LocalStack) -> Iterator[LocalStack]:
+    """A second nginx in front of the same app server, rendered from the same files, that
+    buffers streams: it ignores X-Accel-Buffering, and talks HTTP/1.0 to gunicorn.
+
+    Buffering alone does not hold a stream back: nginx flushes each HTTP/1.1 chunk it parses
+    from gunicorn. What does is buffering of an unframed body (the uwsgi protocol, or HTTP/1.0)
+    when the client asks for gzip. Tests use this to show that their stream checks can fail.
+    """
+    pass_file = ROOT / "nginx" / f"pass-{stack.server}.conf"
+    prefix = "proxy" if stack.server == "gunicorn" else "uwsgi"
+    directives = pass_file.read_text().replace("proxy_http_version 1.1;", "proxy_http_version 1.0;")
+    buffering_pass = stack.workdir / f"buffering-pass-{stack.server}.conf"
+    buffering_pass.write_text(f"{directives}\n{prefix}_ignore_headers X-Accel-Buffering;\n")
+    port = free_port()
+    env = {
+        **stack.env,
+        "NGINX_LISTEN": f"127.0.0.1:{port}",
+        "NGINX_RUN_DIR": str(stack.workdir / "buffering"),
+    }
+    rendered = subprocess.run(
+        [str(ROOT / "nginx" / "render.sh")], env=env, check=True, capture_output=True, text=True, timeout=30
+    )
+    conf = Path(rendered.stdout.strip())
+    text = conf.read_text()
+    if str(pass_file) not in text:
+        raise RuntimeError(f"{conf} does not include {pass_file}")
+    conf.write_text(text.replace(str(pass_file), str(buffering_pass)))
+    nginx = subprocess.Popen(
+        ["nginx", "-e", "stderr", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until(lambda: port_open(port), 10, "the buffering nginx")
+        yield LocalStack(stack.server, stack.workdir, env, port, stack.app_port)
+    finally:
+        stop_process(nginx, signal.SIGQUIT, 15)

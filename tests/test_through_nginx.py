@@ -7,16 +7,13 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 import requests
-from harness import HOST, ROOT, LocalStack, free_port, port_open, stop_process, wait_until
+from harness import HOST, LocalStack, buffering_nginx
 
 # nginx must hand each chunk on within this long of the app sending it (issue: 150 ms).
 MAX_CHUNK_LAG_S = 0.150
@@ -190,42 +187,8 @@ def test_nginx_health_answers_on_any_host(stack):
 
 
 def test_the_stream_check_catches_a_buffering_nginx(stack):
-    """The check above must be able to fail, so run it against an nginx that buffers.
-
-    Buffering alone is not enough to hold a stream back: nginx flushes each HTTP/1.1 chunk
-    it parses from gunicorn, and an identity body trickles out as the upstream socket runs
-    dry. What holds a stream back is buffering of an unframed body (the uwsgi protocol, or
-    HTTP/1.0 from gunicorn) under gzip. That is the variant built here.
-    """
-    pass_file = ROOT / "nginx" / f"pass-{stack.server}.conf"
-    buffering_pass = stack.workdir / f"buffering-pass-{stack.server}.conf"
-    directives = pass_file.read_text() + (
-        "\nproxy_ignore_headers X-Accel-Buffering;\n"
-        if stack.server == "gunicorn"
-        else "\nuwsgi_ignore_headers X-Accel-Buffering;\n"
-    )
-    directives = directives.replace("proxy_http_version 1.1;", "proxy_http_version 1.0;")
-    buffering_pass.write_text(directives)
-    port = free_port()
-    env = {
-        **stack.env,
-        "NGINX_LISTEN": f"127.0.0.1:{port}",
-        "NGINX_RUN_DIR": str(stack.workdir / "buffering"),
-    }
-    conf = Path(
-        subprocess.run(
-            [str(ROOT / "nginx" / "render.sh")], env=env, check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
-    text = conf.read_text()
-    assert str(pass_file) in text
-    conf.write_text(text.replace(str(pass_file), str(buffering_pass)))
-    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
-    try:
-        buffered = LocalStack(stack.server, stack.workdir, env, port, stack.app_port)
-        wait_until(lambda: port_open(port), 10, "the buffering nginx")
+    """The check above must be able to fail: against a buffering nginx, it does."""
+    with buffering_nginx(stack) as buffered:
         lines = read_stream_lines(buffered, "/stream?chunks=4&interval_ms=500&size=64", "gzip")
-    finally:
-        stop_process(nginx, signal.SIGQUIT, 15)
     lags = [arrived - float(line.split()[1]) for arrived, line in lines]
     assert lags[0] > 1.0, f"first chunk should have been held back, lags {lags}"

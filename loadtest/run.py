@@ -1,0 +1,249 @@
+"""Run one Locust scenario headless, bounded, and summarise it from the raw per-request times.
+
+Writes results/<UTC time>-<server>-<scenario>/ with Locust's CSV and HTML, the raw rows,
+and summary.json: requests per second, exact p50/p95/p99, failures, and the generator's own
+CPU. A run in which Locust went over 90% CPU is marked invalid: then the generator, not the
+server, set the pace. The exit code is 1 when a threshold of the scenario fails.
+
+Usage: python loadtest/run.py SCENARIO --host URL [--users N] [--duration 20s] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+GENERATOR_CPU_LIMIT = 90.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    locustfile: str
+    max_fail_ratio: float
+    max_p95_ms: float
+    what: str
+
+
+SCENARIOS = {
+    "throughput": Scenario(
+        "throughput.py", 0.0, 500.0, "plaintext, json, db and queries as fast as they answer"
+    ),
+    # p95 here is the time to headers: a stream holds a thread, so it grows once users > threads.
+    "streaming": Scenario("streaming.py", 0.0, 1000.0, "/stream and /events, timed chunk by chunk"),
+}
+
+
+def seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"a duration like 20s, 2m or 30, got {text!r}")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values: an observed sample, never interpolated."""
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[max(0, math.ceil(fraction * len(sorted_values)) - 1)]
+
+
+def latency_stats(rows: list[dict[str, str]]) -> dict[str, float]:
+    times = sorted(float(row["response_time_ms"]) for row in rows)
+    return {
+        "requests": len(times),
+        "p50_ms": round(percentile(times, 0.50), 2),
+        "p95_ms": round(percentile(times, 0.95), 2),
+        "p99_ms": round(percentile(times, 0.99), 2),
+        "max_ms": round(times[-1], 2) if times else float("nan"),
+    }
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted(out.glob("requests-*.csv")):
+        with path.open(newline="") as file:
+            rows.extend(csv.DictReader(file))
+    return rows
+
+
+def sample_cpu(process: psutil.Process, deadline: float) -> list[tuple[float, float]]:
+    """(time, CPU%) each second for each Locust process (100 = one core), until it exits."""
+    samples: list[tuple[float, float]] = []
+    watched: dict[int, psutil.Process] = {}
+    while process.is_running() and process.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        try:
+            for proc in [process, *process.children(recursive=True)]:
+                if proc.pid not in watched:
+                    watched[proc.pid] = proc
+                    proc.cpu_percent(None)  # the first call only starts the measurement
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(1)
+        for proc in list(watched.values()):
+            try:
+                samples.append((time.time(), proc.cpu_percent(None)))
+            except psutil.NoSuchProcess:
+                watched.pop(proc.pid)
+    return samples
+
+
+def summarise(rows: list[dict[str, str]], begin: float, warmup: float) -> dict:
+    kept = [row for row in rows if float(row["start"]) >= begin + warmup]
+    # The measured window: from the end of the warm-up to the last request started.
+    measured = max((float(row["start"]) for row in kept), default=begin + warmup) - (begin + warmup)
+    http = [row for row in kept if row["request_type"] != "STREAM"]
+    failures = [row for row in http if row["failed"] == "1"]
+    by_name: dict[str, dict] = {}
+    for name in sorted({row["name"] for row in kept}):
+        named = [row for row in kept if row["name"] == name]
+        by_name[name] = {**latency_stats(named), "failures": sum(row["failed"] == "1" for row in named)}
+    servers = Counter(row["server"] for row in http if row["server"])
+    return {
+        "requests": len(http),
+        "requests_per_second": round(len(http) / measured, 1) if measured > 0 else 0.0,
+        **{key: value for key, value in latency_stats(http).items() if key != "requests"},
+        "failures": len(failures),
+        "fail_ratio": round(len(failures) / len(http), 5) if http else 1.0,
+        "failure_reasons": dict(Counter(row["error"] for row in failures).most_common(5)),
+        "servers": dict(servers),
+        "by_name": by_name,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario = SCENARIOS[args.scenario]
+    started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results = Path(args.results_dir)
+    out = results / f".running-{started_at}-{args.scenario}"
+    out.mkdir(parents=True, exist_ok=True)
+    duration = args.duration
+    warmup = args.warmup if args.warmup is not None else min(5.0, duration * 0.1)
+    command = [
+        sys.executable, "-m", "locust", "-f", str(HERE / scenario.locustfile), "--headless",
+        "--host", args.host, "--users", str(args.users), "--spawn-rate", str(args.spawn_rate or args.users),
+        "--run-time", f"{duration:g}s", "--stop-timeout", "5", "--processes", str(args.processes),
+        "--csv", str(out / "locust"), "--html", str(out / "locust.html"),
+        "--exit-code-on-error", "0", "--only-summary", "--loglevel", "WARNING",
+    ]  # fmt: skip
+    env = {**os.environ, "LOADTEST_OUT": str(out)}
+    begin = time.time()
+    process = subprocess.Popen(command, env=env, cwd=ROOT)
+    timed_samples = sample_cpu(psutil.Process(process.pid), time.monotonic() + duration + 60)
+    # Only samples under load: start-up (imports) and the warm-up are not load generation.
+    samples = [cpu for at, cpu in timed_samples if at >= begin + warmup] or [cpu for _, cpu in timed_samples]
+    try:
+        returncode = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        returncode = process.wait()
+    if returncode != 0:
+        print(f"locust exited with {returncode}; see the output above", file=sys.stderr)
+        return 2
+
+    rows = read_rows(out)
+    summary = {
+        "scenario": args.scenario,
+        "what": scenario.what,
+        "started_at": started_at,
+        "host": args.host,
+        "users": args.users,
+        "duration_s": duration,
+        "warmup_s": warmup,
+        **summarise(rows, begin, warmup),
+    }
+    generator = {
+        "cpu_mean_percent": round(sum(samples) / len(samples), 1) if samples else None,
+        "cpu_max_percent": round(max(samples), 1) if samples else None,
+        "cpu_limit_percent": GENERATOR_CPU_LIMIT,
+        "processes": args.processes,
+    }
+    generator["valid"] = bool(samples) and max(samples) <= GENERATOR_CPU_LIMIT
+    summary["generator"] = generator
+    summary["valid"] = generator["valid"]
+    max_fail_ratio = scenario.max_fail_ratio if args.max_fail_ratio is None else args.max_fail_ratio
+    max_p95 = scenario.max_p95_ms if args.max_p95_ms is None else args.max_p95_ms
+    breaches = []
+    if summary["fail_ratio"] > max_fail_ratio:
+        breaches.append(f"fail ratio {summary['fail_ratio']} > {max_fail_ratio}")
+    if not summary["p95_ms"] <= max_p95:  # NaN (no requests) breaches too
+        breaches.append(f"p95 {summary['p95_ms']} ms > {max_p95} ms")
+    summary["thresholds"] = {"max_fail_ratio": max_fail_ratio, "max_p95_ms": max_p95, "breaches": breaches}
+
+    server = "+".join(sorted(summary["servers"])) or "unknown"
+    final = results / f"{started_at}-{server}-{args.scenario}"
+    out.rename(final)
+    (final / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_summary(summary, final)
+    return 1 if breaches else 0
+
+
+def print_summary(summary: dict, where: Path) -> None:
+    generator = summary["generator"]
+    print(f"\n{summary['scenario']} against {summary['host']} ({'+'.join(summary['servers']) or '?'}):")
+    print(
+        f"  {summary['requests_per_second']} req/s over {summary['duration_s'] - summary['warmup_s']:g}s, "
+        f"p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, p99 {summary['p99_ms']} ms, "
+        f"{summary['failures']} failed of {summary['requests']}"
+    )
+    for reason, count in summary["failure_reasons"].items():
+        print(f"    {count} x {reason}")
+    print(
+        f"  generator CPU: mean {generator['cpu_mean_percent']}%, "
+        f"max {generator['cpu_max_percent']}% of a core (per process, 1 s samples)"
+    )
+    if not summary["valid"]:
+        print(
+            f"  INVALID: the load generator went over {GENERATOR_CPU_LIMIT:g}% CPU, so it, not the server, "
+            "was the limit; use fewer users or more --processes"
+        )
+    for breach in summary["thresholds"]["breaches"]:
+        print(f"  THRESHOLD FAILED: {breach}")
+    print(f"  results: {where}")
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parse.add_argument("scenario", help=f"one of: {', '.join(SCENARIOS)}")
+    parse.add_argument("--host", required=True, help="the stack's base URL, e.g. http://localhost:8080")
+    parse.add_argument("--users", type=int, default=20)
+    parse.add_argument(
+        "--spawn-rate", type=float, default=None, help="users started per second (default: all at once)"
+    )
+    parse.add_argument("--duration", type=seconds, default="20s")
+    parse.add_argument(
+        "--warmup", default=None, help="left out of the figures (default: 10%% of the run, at most 5s)"
+    )
+    parse.add_argument("--processes", type=int, default=1, help="Locust processes; one per free core")
+    parse.add_argument("--max-p95-ms", type=float, default=None, help="override the scenario's p95 threshold")
+    parse.add_argument(
+        "--max-fail-ratio", type=float, default=None, help="override the scenario's failure threshold"
+    )
+    parse.add_argument("--results-dir", default=str(ROOT / "results"))
+    return parse
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    if args.scenario not in SCENARIOS:
+        print(f"unknown scenario {args.scenario!r}; known scenarios: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

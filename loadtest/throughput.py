@@ -1,0 +1,28 @@
+"""throughput: the TechEmpower mix (plaintext, json, one row, twenty rows) as fast as it answers.
+
+A closed loop: each user sends its next request when the last one answers. FastHttpUser
+keeps the generator's CPU per request low, so the server, not Locust, sets the pace.
+"""
+
+import recording  # noqa: F401  (registers the raw-timing listener)
+from locust import FastHttpUser, constant, task
+
+
+class ThroughputUser(FastHttpUser):
+    wait_time = constant(0)
+
+    @task(4)
+    def plaintext(self) -> None:
+        self.client.get("/plaintext")
+
+    @task(4)
+    def json(self) -> None:
+        self.client.get("/json")
+
+    @task(2)
+    def db(self) -> None:
+        self.client.get("/db")
+
+    @task(1)
+    def queries(self) -> None:
+        self.client.get("/queries?n=20", name="/queries?n=20")
