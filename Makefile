@@ -10,10 +10,20 @@ APP_SERVER ?= $(call dotenv,APP_SERVER)
 HTTP_PORT ?= $(call dotenv,HTTP_PORT)
 export APP_SERVER HTTP_PORT
 
+SCENARIOS := throughput streaming
+SCENARIO ?= throughput
+USERS ?= 16
+DURATION ?= 20s
+ROUNDS ?= 3
+RESULTS_DIR ?= results
+LOCUST_WORKERS ?= $(call dotenv,LOCUST_WORKERS)
+LOCUST_UI_PORT ?= $(call dotenv,LOCUST_UI_PORT)
+export LOCUST_WORKERS LOCUST_UI_PORT
+
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 # Both profiles, so down/logs/ps also see a server that is no longer the selected one.
-COMPOSE_ALL := docker compose --profile gunicorn --profile uwsgi
+COMPOSE_ALL := docker compose --profile gunicorn --profile uwsgi --profile loadtest
 SECRET_FILE := .secrets/django_secret_key
 # Extra CA certificates for the locally built base image (a TLS-re-signing proxy needs them).
 BASE_IMAGE_CA_DIR ?=
@@ -21,7 +31,8 @@ BASE_IMAGE_CA_DIR ?=
 # $(call one_of,NAME,value,allowed values): stop with the allowed values listed.
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
-.PHONY: help up down clean logs ps test test-fast lint format lock bench-images base-image
+.PHONY: help up down clean logs ps test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
+	bench-images base-image
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -32,6 +43,7 @@ help: ## List the targets and the variables they read
 	@echo "  DJANGO_SECRET_KEY    generated into $(SECRET_FILE) on the first 'make up'; mounted as a secret"
 	@echo "  DATABASE_URL         unset: SQLite on the appdata volume; postgres://... for PostgreSQL"
 	@echo "  BASE_IMAGE_CA_DIR    CA certificates to trust in the locally built base image"
+	@echo "  SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) ROUNDS=$(ROUNDS)   for loadtest, compare, loadtest-ui ($(SCENARIOS))"
 
 # The directory is private to its owner; the file is readable so the container's
 # non-root user can read the bind-mounted secret.
@@ -75,17 +87,35 @@ test-fast: $(VENV)/.installed ## Every test but the container ones: unit, config
 lint: $(VENV)/.installed ## ruff over all Python, hadolint over every Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/hadolint nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile
+	$(VENV)/bin/hadolint nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile loadtest/Dockerfile
 
 format: $(VENV)/.installed ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 lock: $(VENV)/.installed ## Re-resolve every requirements.txt from its requirements.in, with hashes
-	for dir in app gunicorn uwsgi tests; do \
+	for dir in app gunicorn uwsgi loadtest tests; do \
 	  (cd $$dir && ../$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 \
 	    --generate-hashes --no-header requirements.in -o requirements.txt); \
 	done
+
+loadtest: $(VENV)/.installed ## Run SCENARIO headless with USERS for DURATION against the running stack
+	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
+	$(PYTHON) loadtest/run.py $(SCENARIO) --host http://localhost:$(HTTP_PORT) --users $(USERS) --duration $(DURATION) \
+	  --results-dir $(RESULTS_DIR)
+
+compare: $(VENV)/.installed ## Run SCENARIO against gunicorn and uWSGI in ROUNDS interleaved rounds; writes report.md + chart
+	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
+	$(PYTHON) loadtest/compare.py $(SCENARIO) --rounds $(ROUNDS) --users $(USERS) --duration $(DURATION) \
+	  --results-dir $(RESULTS_DIR)
+
+loadtest-ui: $(SECRET_FILE) ## Locust master + LOCUST_WORKERS workers in compose; web UI on http://localhost:8089
+	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
+	LOADTEST_SCENARIO=$(SCENARIO) docker compose --profile loadtest up --detach --build --wait --wait-timeout 300
+	@echo "Locust ($(SCENARIO), $(LOCUST_WORKERS) workers): http://localhost:$(LOCUST_UI_PORT)/  (make loadtest-ui-down stops it)"
+
+loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
+	docker compose --profile loadtest rm --stop --force locust-master locust-worker
 
 bench-images: $(VENV)/.installed ## Print image sizes, cold build, rebuild-after-a-view-change and up-to-healthy times
 	$(PYTHON) scripts/bench_images.py

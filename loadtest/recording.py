@@ -16,6 +16,12 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
+# The Host header to send when the URL's host is not one the stack serves, e.g. the
+# compose service name `nginx` from inside the loadtest containers.
+HOST_HEADER: dict[str, str] = (
+    {"Host": os.environ["LOADTEST_HOST_HEADER"]} if os.environ.get("LOADTEST_HOST_HEADER") else {}
+)
+
 FIELDS = ("start", "request_type", "name", "response_time_ms", "length", "failed", "error", "server")
 _rows: list[tuple[Any, ...]] = []
 

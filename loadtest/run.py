@@ -125,7 +125,8 @@ def summarise(rows: list[dict[str, str]], begin: float, warmup: float) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> tuple[int, Path | None]:
+    """Run the scenario; return the exit code and the results directory."""
     scenario = SCENARIOS[args.scenario]
     started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results = Path(args.results_dir)
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         returncode = process.wait()
     if returncode != 0:
         print(f"locust exited with {returncode}; see the output above", file=sys.stderr)
-        return 2
+        return 2, None
 
     rows = read_rows(out)
     summary = {
@@ -189,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     out.rename(final)
     (final / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, final)
-    return 1 if breaches else 0
+    return (1 if breaches else 0), final
 
 
 def print_summary(summary: dict, where: Path) -> None:
@@ -237,12 +238,16 @@ def parser() -> argparse.ArgumentParser:
     return parse
 
 
+def check_scenario(name: str) -> None:
+    if name not in SCENARIOS:
+        print(f"unknown scenario {name!r}; known scenarios: {', '.join(SCENARIOS)}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    if args.scenario not in SCENARIOS:
-        print(f"unknown scenario {args.scenario!r}; known scenarios: {', '.join(SCENARIOS)}", file=sys.stderr)
-        return 2
-    return run(args)
+    check_scenario(args.scenario)
+    return run(args)[0]
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import itertools
 import json
 import time
 
-import recording  # noqa: F401  (registers the raw-timing listener)
 from locust import HttpUser, constant, task
+from recording import HOST_HEADER  # importing it also registers the raw-timing listener
 
 BUFFERING_DEADLINE_MS = 150
 CHUNKS = 4
@@ -34,6 +34,9 @@ def sent_at_of_event_line(line: bytes) -> float | None:
 
 class StreamingUser(HttpUser):
     wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.client.headers.update(HOST_HEADER)
 
     def timed_stream(self, path: str, name: str, sent_at_of: object) -> None:
         started = time.perf_counter()

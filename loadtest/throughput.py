@@ -4,12 +4,13 @@ A closed loop: each user sends its next request when the last one answers. FastH
 keeps the generator's CPU per request low, so the server, not Locust, sets the pace.
 """
 
-import recording  # noqa: F401  (registers the raw-timing listener)
 from locust import FastHttpUser, constant, task
+from recording import HOST_HEADER  # importing it also registers the raw-timing listener
 
 
 class ThroughputUser(FastHttpUser):
     wait_time = constant(0)
+    default_headers = HOST_HEADER
 
     @task(4)
     def plaintext(self) -> None:

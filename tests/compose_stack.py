@@ -14,6 +14,7 @@ from harness import HOST, ROOT, SERVERS, free_port
 
 SECRET_FILE = ROOT / ".secrets" / "django_secret_key"
 BOTH_PROFILES = ("--profile", "gunicorn", "--profile", "uwsgi")
+EVERY_PROFILE = (*BOTH_PROFILES, "--profile", "loadtest")
 
 
 def docker_available() -> str | None:
@@ -40,7 +41,7 @@ def ensure_secret_file() -> None:
 
 def build_images() -> None:
     done = subprocess.run(
-        ["docker", "compose", *BOTH_PROFILES, "build"],
+        ["docker", "compose", *EVERY_PROFILE, "build"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -90,7 +91,18 @@ class ComposeStack:
         return time.monotonic() - started
 
     def down(self, *args: str) -> None:
-        self.compose(*BOTH_PROFILES, "down", "--remove-orphans", *args, timeout=180)
+        self.compose(*EVERY_PROFILE, "down", "--remove-orphans", *args, timeout=180)
+
+    def make(self, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
+        """A Makefile target, aimed at this stack's project and port."""
+        return subprocess.run(
+            ["make", "--no-print-directory", *args],
+            cwd=ROOT,
+            env={**self.env(), **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def get(self, path: str, timeout: float = 10) -> requests.Response:
         return requests.get(f"http://127.0.0.1:{self.port}{path}", headers={"Host": HOST}, timeout=timeout)

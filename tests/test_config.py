@@ -139,12 +139,19 @@ def test_compose_app_servers_share_one_environment():
 
 def test_only_nginx_publishes_a_port():
     services = compose()["services"]
-    assert [name for name, service in services.items() if "ports" in service] == ["nginx"]
+    stack = {
+        name: service for name, service in services.items() if "loadtest" not in service.get("profiles", [])
+    }
+    assert [name for name, service in stack.items() if "ports" in service] == ["nginx"]
     assert services["nginx"]["ports"] == ["${HTTP_PORT}:8080"]
+    # The optional Locust UI listens on loopback only.
+    assert services["locust-master"]["ports"] == ["127.0.0.1:${LOCUST_UI_PORT}:8089"]
 
 
 def test_stop_grace_outlasts_the_graceful_timeout():
     for name, service in compose()["services"].items():
+        if name.startswith("locust"):
+            continue
         grace = int(service["stop_grace_period"].removesuffix("s"))
         assert grace > int(DOTENV["GRACEFUL_TIMEOUT"]), name
 
@@ -155,10 +162,11 @@ def test_nginx_waits_for_a_healthy_app_server():
         assert depends[server]["condition"] == "service_healthy"
 
 
-@pytest.mark.parametrize("folder", ["nginx", *SERVERS])
+@pytest.mark.parametrize("folder", ["nginx", *SERVERS, "loadtest"])
 def test_every_image_has_a_healthcheck_and_a_non_root_user(folder):
     dockerfile = (ROOT / folder / "Dockerfile").read_text()
-    assert "\nHEALTHCHECK " in dockerfile
+    if folder != "loadtest":  # Locust is a client; nothing waits on its health
+        assert "\nHEALTHCHECK " in dockerfile
     user = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert user and user[-1] not in ("root", "0")
     assert dockerfile.count("FROM debian:trixie-slim") == 2

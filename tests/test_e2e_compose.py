@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 from compose_stack import ComposeStack, build_images, compose_stack, docker_available, ensure_secret_file
-from harness import SERVERS
+from harness import SERVERS, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -163,3 +164,58 @@ def test_images_carry_no_compiler(images, image):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert done.stdout.strip() == ""
+
+
+def test_make_loadtest_and_compare_work_against_the_running_stack(images, tmp_path):
+    stack = compose_stack("gunicorn")
+    try:
+        up = stack.make("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        loadtest = stack.make(
+            "loadtest", "SCENARIO=throughput", "USERS=4", "DURATION=4s", f"RESULTS_DIR={tmp_path / 'one'}"
+        )
+        assert loadtest.returncode == 0, loadtest.stdout + loadtest.stderr
+        assert list((tmp_path / "one").glob("*-gunicorn-throughput/summary.json"))
+        compare = stack.make(
+            "compare", "SCENARIO=throughput", "ROUNDS=1", "USERS=4", "DURATION=4s", f"RESULTS_DIR={tmp_path}"
+        )
+        assert compare.returncode == 0, compare.stdout + compare.stderr
+        (report_dir,) = tmp_path.glob("compare-*-throughput")
+        report = (report_dir / "report.md").read_text()
+        assert "| gunicorn |" in report and "| uwsgi |" in report
+        assert "**No verdict**" in report  # one round cannot tell noise from difference
+        assert (report_dir / "chart.png").read_bytes().startswith(b"\x89PNG")
+    finally:
+        stack.down("--volumes")
+
+
+def test_make_rejects_an_unknown_scenario_or_server():
+    stack = compose_stack("gunicorn")
+    done = stack.make("loadtest", "SCENARIO=soak")
+    assert done.returncode != 0
+    assert "SCENARIO must be one of: throughput streaming (got 'soak')" in done.stderr
+    done = stack.make("up", "APP_SERVER=apache")
+    assert done.returncode != 0
+    assert "APP_SERVER must be one of: gunicorn uwsgi (got 'apache')" in done.stderr
+
+
+def test_loadtest_ui_runs_locust_master_and_workers(images):
+    stack = compose_stack("gunicorn")
+    ui_port = free_port()
+    try:
+        done = stack.make("loadtest-ui", LOCUST_UI_PORT=str(ui_port), LOCUST_WORKERS="2")
+        assert done.returncode == 0, done.stdout + done.stderr
+        ui = f"http://127.0.0.1:{ui_port}"
+        assert requests.get(ui + "/", timeout=10).status_code == 200
+        wait_for(lambda: requests.get(ui + "/stats/requests", timeout=5).json()["worker_count"] == 2, 30)
+        started = requests.post(ui + "/swarm", data={"user_count": 2, "spawn_rate": 2}, timeout=10)
+        assert started.status_code == 200
+
+        def answered() -> bool:
+            stats = requests.get(ui + "/stats/requests", timeout=5).json()
+            return stats["total_rps"] > 0 and stats["fail_ratio"] == 0
+
+        wait_for(answered, 20)
+        requests.get(ui + "/stop", timeout=10)
+    finally:
+        stack.down("--volumes")
