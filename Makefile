@@ -111,7 +111,9 @@ compare: $(VENV)/.installed ## Run SCENARIO against gunicorn and uWSGI in ROUNDS
 
 loadtest-ui: $(SECRET_FILE) ## Locust master + LOCUST_WORKERS workers in compose; web UI on http://localhost:8089
 	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
-	LOADTEST_SCENARIO=$(SCENARIO) docker compose --profile loadtest up --detach --build --wait --wait-timeout 300
+	@# Naming a profile on the command line replaces COMPOSE_PROFILES, so name the server too.
+	LOADTEST_SCENARIO=$(SCENARIO) docker compose --profile $(APP_SERVER) --profile loadtest \
+	  up --detach --build --wait --wait-timeout 300
 	@echo "Locust ($(SCENARIO), $(LOCUST_WORKERS) workers): http://localhost:$(LOCUST_UI_PORT)/  (make loadtest-ui-down stops it)"
 
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up

@@ -47,7 +47,7 @@ def wait_for(check, timeout: float) -> float:
         try:
             if check():
                 return time.monotonic() - started
-        except OSError:
+        except (OSError, requests.RequestException):
             pass
         time.sleep(0.2)
     pytest.fail(f"not true within {timeout}s")
@@ -206,7 +206,8 @@ def test_loadtest_ui_runs_locust_master_and_workers(images):
         done = stack.make("loadtest-ui", LOCUST_UI_PORT=str(ui_port), LOCUST_WORKERS="2")
         assert done.returncode == 0, done.stdout + done.stderr
         ui = f"http://127.0.0.1:{ui_port}"
-        assert requests.get(ui + "/", timeout=10).status_code == 200
+        # Locust has no healthcheck: `up --wait` returns once it runs, before the UI listens.
+        wait_for(lambda: requests.get(ui + "/", timeout=5).status_code == 200, 30)
         wait_for(lambda: requests.get(ui + "/stats/requests", timeout=5).json()["worker_count"] == 2, 30)
         started = requests.post(ui + "/swarm", data={"user_count": 2, "spawn_rate": 2}, timeout=10)
         assert started.status_code == 200
