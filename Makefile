@@ -10,12 +10,13 @@ APP_SERVER ?= $(call dotenv,APP_SERVER)
 HTTP_PORT ?= $(call dotenv,HTTP_PORT)
 export APP_SERVER HTTP_PORT
 
-SCENARIOS := throughput streaming
+SCENARIOS := throughput streaming swap
 SCENARIO ?= throughput
 USERS ?= 16
 DURATION ?= 20s
 ROUNDS ?= 3
 RESULTS_DIR ?= results
+SWAP_TIMEOUT ?= 120
 LOCUST_WORKERS ?= $(call dotenv,LOCUST_WORKERS)
 LOCUST_UI_PORT ?= $(call dotenv,LOCUST_UI_PORT)
 export LOCUST_WORKERS LOCUST_UI_PORT
@@ -31,18 +32,19 @@ BASE_IMAGE_CA_DIR ?=
 # $(call one_of,NAME,value,allowed values): stop with the allowed values listed.
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
-.PHONY: help up down clean logs ps test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
+.PHONY: help up down clean logs ps swap test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
 	bench-images base-image
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 16
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 20
 	@echo
 	@echo "Variables (defaults from .env; override in the shell or as make VAR=value):"
 	@grep -E '^[A-Z_]+=' .env | sed 's/^/  /'
 	@echo "  DJANGO_SECRET_KEY    generated into $(SECRET_FILE) on the first 'make up'; mounted as a secret"
 	@echo "  DATABASE_URL         unset: SQLite on the appdata volume; postgres://... for PostgreSQL"
 	@echo "  BASE_IMAGE_CA_DIR    CA certificates to trust in the locally built base image"
+	@echo "  TO, SWAP_TIMEOUT=$(SWAP_TIMEOUT)   for swap: the server to swap to ($(SERVERS)); seconds it may take to be healthy"
 	@echo "  SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) ROUNDS=$(ROUNDS)   for loadtest, compare, loadtest-ui ($(SCENARIOS))"
 
 # The directory is private to its owner; the file is readable so the container's
@@ -98,6 +100,10 @@ lock: $(VENV)/.installed ## Re-resolve every requirements.txt from its requireme
 	  (cd $$dir && ../$(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 \
 	    --generate-hashes --no-header requirements.in -o requirements.txt); \
 	done
+
+swap: ## Swap the running stack's app server to TO (gunicorn|uwsgi) without dropping a request
+	$(call one_of,TO,$(TO),$(SERVERS))
+	python3 scripts/swap.py $(TO) --timeout $(SWAP_TIMEOUT)
 
 loadtest: $(VENV)/.installed ## Run SCENARIO headless with USERS for DURATION against the running stack
 	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))

@@ -26,9 +26,7 @@ ROOT = runner.ROOT
 
 
 def switch_to(server: str) -> None:
-    subprocess.run(
-        ["make", "--no-print-directory", "up", f"APP_SERVER={server}"], cwd=ROOT, check=True, timeout=600
-    )
+    subprocess.run(["make", "--no-print-directory", "up", f"APP_SERVER={server}"], cwd=ROOT, check=True, timeout=600)
 
 
 def order(round_number: int) -> tuple[str, ...]:
@@ -96,9 +94,7 @@ def report(scenario: str, summaries: dict[str, list[dict]], args: argparse.Names
         "A round is valid when Locust stayed under 90% of a core: otherwise the generator, not",
         "the server, was the limit. Generator CPU (max of 1 s samples) per round: "
         + ", ".join(
-            f"{server} {run['generator']['cpu_max_percent']}%"
-            for server in SERVERS
-            for run in summaries[server]
+            f"{server} {run['generator']['cpu_max_percent']}%" for server in SERVERS for run in summaries[server]
         )
         + ".",
     ]

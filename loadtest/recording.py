@@ -22,7 +22,17 @@ HOST_HEADER: dict[str, str] = (
     {"Host": os.environ["LOADTEST_HOST_HEADER"]} if os.environ.get("LOADTEST_HOST_HEADER") else {}
 )
 
-FIELDS = ("start", "request_type", "name", "response_time_ms", "length", "failed", "error", "server")
+FIELDS = (
+    "start",
+    "request_type",
+    "name",
+    "response_time_ms",
+    "length",
+    "status",
+    "failed",
+    "error",
+    "server",
+)
 _rows: list[tuple[Any, ...]] = []
 
 
@@ -45,6 +55,7 @@ def record(
             name,
             round(response_time, 3),
             response_length,
+            getattr(response, "status_code", "") or "",
             int(exception is not None),
             "" if exception is None else str(exception).splitlines()[0][:200],
             headers.get("X-App-Server", ""),

@@ -18,7 +18,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,15 +39,19 @@ class Scenario:
     max_fail_ratio: float
     max_p95_ms: float
     what: str
+    # swap only: how much worse p99 may get while a swap runs, as a multiple of the steady p99.
+    max_swap_p99_ratio: float | None = None
 
 
 SCENARIOS = {
-    "throughput": Scenario(
-        "throughput.py", 0.0, 500.0, "plaintext, json, db and queries as fast as they answer"
-    ),
+    "throughput": Scenario("throughput.py", 0.0, 500.0, "plaintext, json, db and queries as fast as they answer"),
     # p95 here is the time to headers: a stream holds a thread, so it grows once users > threads.
     "streaming": Scenario("streaming.py", 0.0, 1000.0, "/stream and /events, timed chunk by chunk"),
+    "swap": Scenario("swap.py", 0.0, 500.0, "a steady rate while the app server is swapped", 3.0),
 }
+SWAP_COMMAND = "make --no-print-directory swap TO={to}"
+# Requests this close to a swap's start or end count as the swap's, not the steady state's.
+SWAP_MARGIN_S = 1.0
 
 
 def seconds(text: str) -> float:
@@ -102,6 +108,78 @@ def sample_cpu(process: psutil.Process, deadline: float) -> list[tuple[float, fl
     return samples
 
 
+def parse_plan(text: str) -> list[tuple[float, str]]:
+    """ "8:uwsgi,16:gunicorn" -> [(8.0, "uwsgi"), (16.0, "gunicorn")]: seconds after the start."""
+    plan = []
+    for item in filter(None, text.split(",")):
+        at, _, target = item.partition(":")
+        plan.append((seconds(at), target.strip()))
+    return sorted(plan)
+
+
+def answering_server(host: str) -> str:
+    # recording.py sends the same header; it imports Locust (and gevent), which this process must not.
+    header = os.environ.get("LOADTEST_HOST_HEADER")
+    request = urllib.request.Request(host.rstrip("/") + "/readyz", headers={"Host": header} if header else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.headers.get("X-App-Server", "unknown")
+
+
+def run_swaps(plan: list[tuple[float, str]], command: str, begin: float, events: Path) -> None:
+    """Run the swap command at each planned moment; the command appends its own phase events."""
+    for at, target in plan:
+        time.sleep(max(0.0, begin + at - time.time()))
+        started = time.time()
+        done = subprocess.run(
+            command.format(to=target),
+            shell=True,
+            cwd=ROOT,
+            env={**os.environ, "SWAP_EVENTS_FILE": str(events)},
+        )
+        if done.returncode != 0:
+            with events.open("a") as file:
+                file.write(json.dumps({"event": "failed", "to": target, "time": started}) + "\n")
+
+
+def read_swaps(events: Path) -> list[dict]:
+    """Group the events file into one record per swap: start, cutover, done (or failed)."""
+    swaps: list[dict] = []
+    if not events.exists():
+        return swaps
+    for line in events.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "start" or not swaps:
+            swaps.append({"to": event["to"]})
+        swaps[-1][event["event"]] = event["time"]
+    return swaps
+
+
+def swap_phases(rows: list[dict[str, str]], swaps: list[dict]) -> dict:
+    """Steady state against the swap windows (start to done) and the cutovers (reload to done)."""
+
+    def within(row: dict[str, str], key: str) -> bool:
+        start = float(row["start"])
+        return any(
+            swap.get(key, swap.get("start", 0)) - SWAP_MARGIN_S <= start <= swap.get("done", 0) + SWAP_MARGIN_S
+            for swap in swaps
+        )
+
+    phases = {
+        "steady": [row for row in rows if not within(row, "start")],
+        "swap": [row for row in rows if within(row, "start")],
+        "cutover": [row for row in rows if within(row, "cutover")],
+    }
+    return {
+        name: {
+            **latency_stats(phase),
+            "failures": sum(row["failed"] == "1" for row in phase),
+            "non_2xx": sum(not row["status"].startswith("2") for row in phase),
+            "servers": dict(Counter(row["server"] for row in phase if row["server"])),
+        }
+        for name, phase in phases.items()
+    }
+
+
 def summarise(rows: list[dict[str, str]], begin: float, warmup: float) -> dict:
     kept = [row for row in rows if float(row["start"]) >= begin + warmup]
     # The measured window: from the end of the warm-up to the last request started.
@@ -142,8 +220,14 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
         "--exit-code-on-error", "0", "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     env = {**os.environ, "LOADTEST_OUT": str(out)}
+    events = Path(args.swap_events) if args.swap_events else out / "swap-events.jsonl"
+    plan: list[tuple[float, str]] = []
+    if args.scenario == "swap":
+        plan = parse_plan(args.swap_plan) if args.swap_plan else default_plan(args.host, duration)
     begin = time.time()
     process = subprocess.Popen(command, env=env, cwd=ROOT)
+    if plan and args.swap_command:
+        threading.Thread(target=run_swaps, args=(plan, args.swap_command, begin, events), daemon=True).start()
     timed_samples = sample_cpu(psutil.Process(process.pid), time.monotonic() + duration + 60)
     # Only samples under load: start-up (imports) and the warm-up are not load generation.
     samples = [cpu for at, cpu in timed_samples if at >= begin + warmup] or [cpu for _, cpu in timed_samples]
@@ -167,6 +251,12 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
         "warmup_s": warmup,
         **summarise(rows, begin, warmup),
     }
+    if args.scenario == "swap":
+        http_rows = [row for row in rows if row["request_type"] != "STREAM"]
+        summary["swaps"] = read_swaps(events)
+        summary["phases"] = swap_phases(
+            [row for row in http_rows if float(row["start"]) >= begin + warmup], summary["swaps"]
+        )
     generator = {
         "cpu_mean_percent": round(sum(samples) / len(samples), 1) if samples else None,
         "cpu_max_percent": round(max(samples), 1) if samples else None,
@@ -183,7 +273,14 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
         breaches.append(f"fail ratio {summary['fail_ratio']} > {max_fail_ratio}")
     if not summary["p95_ms"] <= max_p95:  # NaN (no requests) breaches too
         breaches.append(f"p95 {summary['p95_ms']} ms > {max_p95} ms")
-    summary["thresholds"] = {"max_fail_ratio": max_fail_ratio, "max_p95_ms": max_p95, "breaches": breaches}
+    if scenario.max_swap_p99_ratio is not None:
+        breaches += swap_breaches(summary, plan, scenario.max_swap_p99_ratio)
+    summary["thresholds"] = {
+        "max_fail_ratio": max_fail_ratio,
+        "max_p95_ms": max_p95,
+        "max_swap_p99_ratio": scenario.max_swap_p99_ratio,
+        "breaches": breaches,
+    }
 
     server = "+".join(sorted(summary["servers"])) or "unknown"
     final = results / f"{started_at}-{server}-{args.scenario}"
@@ -191,6 +288,27 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
     (final / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, final)
     return (1 if breaches else 0), final
+
+
+def default_plan(host: str, duration: float) -> list[tuple[float, str]]:
+    """Swap away from the active server at 30% of the run and back at 65%."""
+    active = answering_server(host)
+    other = next(server for server in ("gunicorn", "uwsgi") if server != active)
+    return [(round(duration * 0.30, 1), other), (round(duration * 0.65, 1), active)]
+
+
+def swap_breaches(summary: dict, plan: list[tuple[float, str]], max_ratio: float) -> list[str]:
+    breaches = []
+    swaps, phases = summary["swaps"], summary["phases"]
+    if len(swaps) != len(plan) or not all("done" in swap and "failed" not in swap for swap in swaps):
+        breaches.append(f"{len(plan)} swaps planned, completed: {sum('done' in swap for swap in swaps)}")
+    for phase in ("steady", "swap"):
+        if phases[phase]["non_2xx"]:
+            breaches.append(f"{phases[phase]['non_2xx']} non-2xx responses in the {phase} phase")
+    steady, during = phases["steady"]["p99_ms"], phases["swap"]["p99_ms"]
+    if not during <= max_ratio * steady:
+        breaches.append(f"swap-window p99 {during} ms > {max_ratio:g} x steady p99 {steady} ms")
+    return breaches
 
 
 def print_summary(summary: dict, where: Path) -> None:
@@ -203,6 +321,14 @@ def print_summary(summary: dict, where: Path) -> None:
     )
     for reason, count in summary["failure_reasons"].items():
         print(f"    {count} x {reason}")
+    for name, phase in summary.get("phases", {}).items():
+        print(
+            f"  {name:8} {phase['requests']:6} requests, p50 {phase['p50_ms']} ms, p99 {phase['p99_ms']} ms, "
+            f"max {phase['max_ms']} ms, {phase['failures']} failed, {phase['non_2xx']} non-2xx, {phase['servers']}"
+        )
+    for swap in summary.get("swaps", []):
+        took = swap.get("done", float("nan")) - swap.get("start", float("nan"))
+        print(f"  swap to {swap['to']}: {'done' if 'done' in swap else 'FAILED'} in {took:.1f} s")
     print(
         f"  generator CPU: mean {generator['cpu_mean_percent']}%, "
         f"max {generator['cpu_max_percent']}% of a core (per process, 1 s samples)"
@@ -222,19 +348,22 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("scenario", help=f"one of: {', '.join(SCENARIOS)}")
     parse.add_argument("--host", required=True, help="the stack's base URL, e.g. http://localhost:8080")
     parse.add_argument("--users", type=int, default=20)
-    parse.add_argument(
-        "--spawn-rate", type=float, default=None, help="users started per second (default: all at once)"
-    )
+    parse.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
     parse.add_argument("--duration", type=seconds, default="20s")
-    parse.add_argument(
-        "--warmup", default=None, help="left out of the figures (default: 10%% of the run, at most 5s)"
-    )
+    parse.add_argument("--warmup", default=None, help="left out of the figures (default: 10%% of the run, at most 5s)")
     parse.add_argument("--processes", type=int, default=1, help="Locust processes; one per free core")
     parse.add_argument("--max-p95-ms", type=float, default=None, help="override the scenario's p95 threshold")
-    parse.add_argument(
-        "--max-fail-ratio", type=float, default=None, help="override the scenario's failure threshold"
-    )
+    parse.add_argument("--max-fail-ratio", type=float, default=None, help="override the scenario's failure threshold")
     parse.add_argument("--results-dir", default=str(ROOT / "results"))
+    parse.add_argument(
+        "--swap-plan",
+        default=None,
+        help='swap only: "8:uwsgi,16:gunicorn" (default: away at 30%%, back at 65%%)',
+    )
+    parse.add_argument(
+        "--swap-command", default=SWAP_COMMAND, help="swap only: run with {to}; empty: someone else swaps"
+    )
+    parse.add_argument("--swap-events", default=None, help="swap only: where the swaps log their phases")
     return parse
 
 

@@ -93,6 +93,4 @@ class StreamingUser(HttpUser):
 
     @task(1)
     def events(self) -> None:
-        self.timed_stream(
-            f"/events?count={CHUNKS}&interval_ms={INTERVAL_MS}", "/events", sent_at_of_event_line
-        )
+        self.timed_stream(f"/events?count={CHUNKS}&interval_ms={INTERVAL_MS}", "/events", sent_at_of_event_line)

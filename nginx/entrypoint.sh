@@ -6,5 +6,5 @@
 set -eu
 here=$(dirname "$0")
 conf=$("$here/render.sh")
-"$here/follow-upstream.sh" $$ "$conf" "$APP_SERVER_ADDR" &
+"$here/follow-upstream.sh" $$ "$conf" &
 exec nginx -e stderr -c "$conf" -g 'daemon off;'

@@ -41,4 +41,7 @@ mkdir -p "$NGINX_RUN_DIR"
 envsubst '$NGINX_CONF_DIR $NGINX_LISTEN $NGINX_RUN_DIR $NGINX_WORKER_PROCESSES $NGINX_ACCESS_LOG
     $NGINX_READ_TIMEOUT $NGINX_SERVER_NAMES $APP_SERVER $APP_SERVER_ADDR $STATIC_ROOT $MAX_BODY_MB' \
     <"$conf_dir/nginx.conf.template" >"$NGINX_RUN_DIR/nginx.conf"
+# What the config now points at, for follow-upstream.sh and for `make swap`.
+echo "$APP_SERVER" >"$NGINX_RUN_DIR/app-server"
+echo "$APP_SERVER_ADDR" >"$NGINX_RUN_DIR/upstream"
 echo "$NGINX_RUN_DIR/nginx.conf"

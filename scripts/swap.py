@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,14 @@ class SwapError(RuntimeError):
 
 def step(message: str) -> None:
     print(f"swap: {message}", flush=True)
+
+
+def record_event(event: str, target: str, path: str | Path | None = None) -> None:
+    """Append a phase (start, cutover, done) to $SWAP_EVENTS_FILE, where loadtest/run.py reads it."""
+    path = path or os.environ.get("SWAP_EVENTS_FILE")
+    if path:
+        with Path(path).open("a") as file:
+            file.write(json.dumps({"event": event, "to": target, "time": time.time()}) + "\n")
 
 
 def compose(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -83,6 +92,7 @@ def swap(target: str, port: str, timeout: float) -> str:
             step(f"{target} is already active; nothing to do")
             return target
         step(f"active: {current}; starting {target} next to it")
+        record_event("start", target)
         started = compose(
             "up", "--detach", "--no-deps", "--wait", "--wait-timeout", str(int(timeout)), target,
             timeout=timeout + 60, check=False,
@@ -95,6 +105,7 @@ def swap(target: str, port: str, timeout: float) -> str:
                 f"goes on serving.\n{target}'s last log lines:\n{logs}"
             )
         step(f"{target} is healthy; pointing nginx at it and reloading gracefully")
+        record_event("cutover", target)
         compose(
             "exec", "-T", "-e", f"APP_SERVER={target}", "-e", f"APP_SERVER_ADDR={target}:8000",
             "nginx", "/etc/nginx/stack/reload.sh",
@@ -107,6 +118,7 @@ def swap(target: str, port: str, timeout: float) -> str:
         step(f"nginx answers from {target}; draining and stopping {current}")
         compose("stop", current, timeout=120)
         compose("rm", "--force", current)
+        record_event("done", target)
         step(f"done: {target} is active")
         return target
 

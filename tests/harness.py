@@ -23,6 +23,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stack.healthcheck import status_of
+from swap import record_event
+
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "app"
 VENV_BIN = Path(sys.executable).parent
@@ -161,6 +164,44 @@ class LocalStack:
     def app_pid(self) -> int:
         return self.processes["app"].pid
 
+    def answering_server(self) -> str | None:
+        request = urllib.request.Request(self.base_url + "/readyz", headers={"Host": HOST})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return response.headers.get("X-App-Server")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def swap(self, target: str, events: Path | None = None) -> None:
+        """What `make swap` does, for local processes: start the target on a new port, wait until
+        it answers /readyz, re-render nginx for it and reload, then drain the old server (TERM)."""
+        if target == self.server:
+            return
+        record_event("start", target, events)
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        env = {**self.env, "APP_SERVER": target, "APP_BIND": address, "APP_SERVER_ADDR": address}
+        with (self.workdir / f"app-{target}-{port}.log").open("ab") as log:
+            new = subprocess.Popen(server_command(target), cwd=APP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+        protocol = "http" if target == "gunicorn" else "uwsgi"
+
+        def target_ready() -> bool:
+            if new.poll() is not None:
+                raise RuntimeError(f"{target} exited with {new.returncode} before it was ready")
+            try:
+                return status_of(protocol, port) == 200
+            except (OSError, ValueError, IndexError):
+                return False
+
+        wait_until(target_ready, 60, f"{target} to answer /readyz on port {port}")
+        record_event("cutover", target, events)
+        subprocess.run([str(ROOT / "nginx" / "reload.sh")], env=env, check=True, capture_output=True, timeout=30)
+        wait_until(lambda: self.answering_server() == target, 30, f"nginx to answer from {target}")
+        old = self.processes["app"]
+        stop_process(old, signal.SIGTERM, 60)
+        self.server, self.env, self.app_port, self.processes["app"] = target, env, port, new
+        record_event("done", target, events)
+
     def stop(self) -> None:
         # QUIT is nginx's graceful stop; TERM is the app servers' graceful one (uwsgi.ini makes it so).
         if "nginx" in self.processes:
@@ -227,9 +268,7 @@ def buffering_nginx(stack: LocalStack) -> Iterator[LocalStack]:
     if str(pass_file) not in text:
         raise RuntimeError(f"{conf} does not include {pass_file}")
     conf.write_text(text.replace(str(pass_file), str(buffering_pass)))
-    nginx = subprocess.Popen(
-        ["nginx", "-e", "stderr", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL
-    )
+    nginx = subprocess.Popen(["nginx", "-e", "stderr", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: port_open(port), 10, "the buffering nginx")
         yield LocalStack(stack.server, stack.workdir, env, port, stack.app_port)

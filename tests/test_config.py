@@ -19,9 +19,7 @@ NGINX_TEMPLATE = (ROOT / "nginx" / "nginx.conf.template").read_text()
 
 def render_nginx(server: str) -> str:
     env = local_stack(server).env
-    done = subprocess.run(
-        [str(ROOT / "nginx" / "render.sh")], env=env, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([str(ROOT / "nginx" / "render.sh")], env=env, capture_output=True, text=True, check=True)
     return done.stdout.strip()
 
 
@@ -139,9 +137,7 @@ def test_compose_app_servers_share_one_environment():
 
 def test_only_nginx_publishes_a_port():
     services = compose()["services"]
-    stack = {
-        name: service for name, service in services.items() if "loadtest" not in service.get("profiles", [])
-    }
+    stack = {name: service for name, service in services.items() if "loadtest" not in service.get("profiles", [])}
     assert [name for name, service in stack.items() if "ports" in service] == ["nginx"]
     assert services["nginx"]["ports"] == ["${HTTP_PORT}:8080"]
     # The optional Locust UI listens on loopback only.

@@ -46,9 +46,7 @@ def test_throughput_run_writes_its_files_and_passes(stack, tmp_path):
 
 
 def test_streaming_run_reports_chunk_timings(stack, tmp_path):
-    code, summary, _, console = run_scenario(
-        stack.base_url, tmp_path, "streaming", "--users", "4", "--duration", "6s"
-    )
+    code, summary, _, console = run_scenario(stack.base_url, tmp_path, "streaming", "--users", "4", "--duration", "6s")
     assert code == 0, console
     assert summary["failures"] == 0
     names = set(summary["by_name"])

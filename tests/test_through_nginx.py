@@ -69,9 +69,7 @@ def test_queries_returns_n_rows_and_bad_n_is_400(stack):
 
 
 def test_request_id_from_client_is_passed_through_when_valid(stack):
-    assert get(stack, "/json", **{"X-Request-ID": "client-id-12345"}).headers["X-Request-ID"] == (
-        "client-id-12345"
-    )
+    assert get(stack, "/json", **{"X-Request-ID": "client-id-12345"}).headers["X-Request-ID"] == ("client-id-12345")
     replaced = get(stack, "/json", **{"X-Request-ID": "x" * 300}).headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", replaced)
     # The app server logs the same id nginx used.
@@ -128,9 +126,7 @@ def test_stream_arrives_unbuffered(stack, encoding):
 
 def test_server_sent_events_arrive_unbuffered(stack):
     lines = read_stream_lines(stack, "/events?count=3&interval_ms=500", "identity")
-    events = [
-        json.loads(line.removeprefix(b"data: ")) for arrived, line in lines if line.startswith(b"data: ")
-    ]
+    events = [json.loads(line.removeprefix(b"data: ")) for arrived, line in lines if line.startswith(b"data: ")]
     arrivals = [arrived for arrived, line in lines if line.startswith(b"data: ")]
     assert [event["seq"] for event in events] == [0, 1, 2]
     lags = [arrived - event["sent_at"] for arrived, event in zip(arrivals, events, strict=True)]
@@ -146,9 +142,7 @@ def test_upload_is_counted_and_hashed(stack):
 def test_chunked_upload_is_counted_and_hashed(stack):
     pieces = [os.urandom(100_000) for _ in range(5)]
     # A generator body makes requests send Transfer-Encoding: chunked.
-    response = requests.post(
-        stack.base_url + "/upload", data=iter(pieces), headers={"Host": HOST}, timeout=10
-    )
+    response = requests.post(stack.base_url + "/upload", data=iter(pieces), headers={"Host": HOST}, timeout=10)
     body = b"".join(pieces)
     assert response.json() == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
 

@@ -48,9 +48,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(
-        f"environment variable {name} must be one of {sorted(_TRUE | _FALSE)}, got {value!r}"
-    )
+    raise ImproperlyConfigured(f"environment variable {name} must be one of {sorted(_TRUE | _FALSE)}, got {value!r}")
 
 
 def env_int(name: str, default: int | None, minimum: int, maximum: int) -> int:
@@ -60,18 +58,14 @@ def env_int(name: str, default: int | None, minimum: int, maximum: int) -> int:
     except ValueError:
         raise ImproperlyConfigured(f"environment variable {name} must be an integer, got {value!r}") from None
     if not minimum <= number <= maximum:
-        raise ImproperlyConfigured(
-            f"environment variable {name} must be between {minimum} and {maximum}, got {number}"
-        )
+        raise ImproperlyConfigured(f"environment variable {name} must be between {minimum} and {maximum}, got {number}")
     return number
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = _raw(name, default).strip()
     if value not in choices:
-        raise ImproperlyConfigured(
-            f"environment variable {name} must be one of {', '.join(choices)}, got {value!r}"
-        )
+        raise ImproperlyConfigured(f"environment variable {name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
