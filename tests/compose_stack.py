@@ -65,8 +65,10 @@ class ComposeStack:
             "HTTP_PORT": str(self.port),
             "COMPOSE_PROJECT_NAME": self.project,
         }
-        # .env derives the profile from APP_SERVER, as it would for a user's shell.
-        env.pop("COMPOSE_PROFILES", None)
+        # .env derives the profile from APP_SERVER, as it would for a user's shell; and the
+        # stack under test uses its own defaults, whatever this process's environment holds.
+        for inherited in ("COMPOSE_PROFILES", "DATABASE_URL", "ALLOWED_HOSTS", "MAX_BODY_MB"):
+            env.pop(inherited, None)
         return env
 
     def compose(

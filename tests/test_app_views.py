@@ -15,15 +15,25 @@ import pytest
 @pytest.fixture(scope="module")
 def client():
     workdir = Path(tempfile.mkdtemp(prefix="stack-unit-"))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "stack.settings",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-            "STATIC_ROOT": str(workdir / "static"),
-            "DJANGO_ENV": "production",
-        }
-    )
+    settings_env = {
+        "DJANGO_SETTINGS_MODULE": "stack.settings",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "STATIC_ROOT": str(workdir / "static"),
+        "DJANGO_ENV": "production",
+    }
+    saved = dict(os.environ)
+    os.environ.update(settings_env)
+    try:
+        yield configured_client()
+    finally:
+        # Settings are read once, at setup; later tests (and the containers they start) must
+        # not inherit a database path in this test's temporary directory.
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def configured_client():
     import django
     from django.core.management import call_command
     from django.test import Client

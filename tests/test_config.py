@@ -166,3 +166,12 @@ def test_every_image_has_a_healthcheck_and_a_non_root_user(folder):
     user = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
     assert user and user[-1] not in ("root", "0")
     assert dockerfile.count("FROM debian:trixie-slim") == 2
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_gixy_finds_nothing_in_the_rendered_config(server):
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "gixy"), render_nginx(server)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No issues found." in done.stdout, done.stdout

@@ -90,6 +90,7 @@ def test_static_files_come_from_nginx_not_the_app(stack):
     missing = get(stack, "/static/stack/nope.css")
     assert missing.status_code == 404
     assert "X-App-Server" not in missing.headers
+    assert "Cache-Control" not in missing.headers  # a miss must not be cached for a year
     time.sleep(0.2)
     assert "/static/" not in stack.app_log.read_text()
 
@@ -186,3 +187,53 @@ def test_the_stream_check_catches_a_buffering_nginx(stack):
         lines = read_stream_lines(buffered, "/stream?chunks=4&interval_ms=500&size=64", "gzip")
     lags = [arrived - float(line.split()[1]) for arrived, line in lines]
     assert lags[0] > 1.0, f"first chunk should have been held back, lags {lags}"
+
+
+def test_forwarded_headers_from_the_client_are_overwritten(stack):
+    info = get(stack, "/request-info", **{"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}).json()
+    assert info["x_forwarded_proto"] == "http"
+    assert info["scheme"] == "http"
+    assert info["is_secure"] is False
+    assert info["x_forwarded_for"] == "127.0.0.1"
+    assert info["remote_addr"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "statuses"),
+    [
+        # One header line longer than a large_client_header_buffers buffer (8k).
+        (b"GET /json HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", {b"400", b"431", b"494"}),
+        (b"GARBAGE\r\n\r\n", {b"400"}),
+        (b"GET /json HTTP/9.9\r\nHost: localhost\r\n\r\n", {b"400", b"505"}),
+        (b"GET /static/../stack/settings.py HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", {b"404"}),
+        # Encoded, the same walk climbs above the root once decoded: nginx refuses it outright.
+        (
+            b"GET /static/..%2f..%2f..%2fstack%2fsettings.py HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            {b"400", b"404"},
+        ),
+    ],
+)
+def test_bad_requests_are_refused_and_the_stack_stays_healthy(stack, request_bytes, statuses):
+    answer = raw_exchange(stack, request_bytes)
+    assert answer.split(b" ")[1] in statuses, answer[:200]
+    assert b"SECRET_KEY" not in answer
+    assert get(stack, "/readyz").status_code == 200
+
+
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"}
+
+
+@pytest.mark.parametrize("path", ["/", "/json", "/queries?n=0", "/no-such-page", "/static/stack/nope.css"])
+def test_security_headers_on_every_response(stack, path):
+    response = get(stack, path)
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get(name) == value, (path, name)
+
+
+def test_security_headers_on_nginx_error_pages(stack):
+    limit = int(stack.env["MAX_BODY_MB"]) * 1024 * 1024
+    answer = raw_exchange(
+        stack, f"POST /upload HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: {limit + 1}\r\n\r\n".encode()
+    ).decode(errors="replace")
+    for name, value in SECURITY_HEADERS.items():
+        assert f"{name}: {value}" in answer, name

@@ -22,7 +22,7 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from stack.middleware import app_server_name
 from stack.models import World
@@ -182,6 +182,33 @@ def upload(request: HttpRequest) -> JsonResponse:
             return json_error(f"body exceeds MAX_BODY_MB={settings.MAX_BODY_MB}", 413)
         digest.update(chunk)
     return JsonResponse({"bytes": size, "sha256": digest.hexdigest()})
+
+
+@csrf_exempt  # as /upload: no cookies, nothing for CSRF to protect
+@require_http_methods(["GET", "POST"])
+def request_info(request: HttpRequest) -> JsonResponse:
+    """What the app sees of a request, so the two servers can be compared field by field."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := request.read(UPLOAD_READ_BYTES):
+        size += len(chunk)
+        digest.update(chunk)
+    return JsonResponse(
+        {
+            "method": request.method,
+            "scheme": request.scheme,
+            "is_secure": request.is_secure(),
+            "host": request.get_host(),
+            "remote_addr": request.META.get("REMOTE_ADDR"),
+            "path": request.path,
+            "query": request.GET.dict(),
+            "x_forwarded_for": request.META.get("HTTP_X_FORWARDED_FOR"),
+            "x_forwarded_proto": request.META.get("HTTP_X_FORWARDED_PROTO"),
+            "content_type": request.content_type,
+            "body_bytes": size,
+            "body_sha256": digest.hexdigest(),
+        }
+    )
 
 
 @require_GET

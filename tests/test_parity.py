@@ -1,0 +1,53 @@
+"""One parity suite: the same requests through nginx to gunicorn and to uWSGI, answers compared
+field by field. What the app sees of scheme, client address and body must not depend on the server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import requests
+from harness import HOST, SERVERS, LocalStack, local_stack
+
+BODY = os.urandom(200_000)
+SPOOFED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Host": "evil.example"}
+CASES = {
+    "plain get": ("GET", "/request-info?a=1&b=two", {}, None),
+    "spoofed forwarded headers": ("GET", "/request-info", SPOOFED, None),
+    "post body": ("POST", "/request-info", {"Content-Type": "application/octet-stream"}, BODY),
+    "chunked post body": ("POST", "/request-info", {"Content-Type": "application/octet-stream"}, "chunked"),
+    "form post": ("POST", "/request-info?x=y", {"Content-Type": "application/x-www-form-urlencoded"}, b"k=v&w=z"),
+    "empty post": ("POST", "/request-info", {}, b""),
+}
+
+
+@pytest.fixture(scope="module")
+def both() -> Iterator[dict[str, LocalStack]]:
+    stacks = {server: local_stack(server).start() for server in SERVERS}
+    try:
+        yield stacks
+    finally:
+        for running in stacks.values():
+            running.stop()
+
+
+def ask(stack: LocalStack, method: str, path: str, headers: dict[str, str], body: bytes | str | None) -> dict:
+    data = iter([BODY[:100_000], BODY[100_000:]]) if body == "chunked" else body
+    response = requests.request(method, stack.base_url + path, headers={"Host": HOST, **headers}, data=data, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["X-App-Server"] == stack.server
+    return response.json()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_both_servers_see_the_same_request(both, case):
+    answers = {server: ask(stack, *CASES[case]) for server, stack in both.items()}
+    gunicorn, uwsgi = answers["gunicorn"], answers["uwsgi"]
+    assert set(gunicorn) == set(uwsgi)
+    differing = {field: (gunicorn[field], uwsgi[field]) for field in gunicorn if gunicorn[field] != uwsgi[field]}
+    assert differing == {}
+    # And what they agree on is the trustworthy value, not the client's claim.
+    assert gunicorn["is_secure"] is False
+    assert gunicorn["remote_addr"] == "127.0.0.1"
+    assert gunicorn["host"] == HOST
