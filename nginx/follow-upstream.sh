@@ -9,6 +9,10 @@ set -eu
 nginx_pid=$1
 conf=$2
 run_dir=$(dirname "$conf")
+# Nothing listens here: while no container answers to the name, the upstream is parked on it,
+# so nginx is refused at once and answers 503 instead of first waiting out a connect timeout
+# to an address that is gone.
+parked=127.0.0.1:9
 
 addresses() {
     upstream=$(cat "$run_dir/upstream")
@@ -19,9 +23,13 @@ known=$(addresses)
 while kill -0 "$nginx_pid" 2>/dev/null; do
     sleep "${UPSTREAM_RECHECK_SECONDS:-2}"
     current=$(addresses)
-    # No address at all means the container is between lives; keep the last good config.
-    if [ -n "$current" ] && [ "$current" != "$known" ]; then
-        echo "follow-upstream: $(cat "$run_dir/upstream") is now [$current] (was [$known]); reloading nginx" >&2
-        nginx -e stderr -c "$conf" -s reload && known=$current
+    [ "$current" != "$known" ] || continue
+    upstream=$(cat "$run_dir/upstream")
+    if [ -z "$current" ]; then
+        sed -i "s|server $upstream max_fails=0;|server $parked max_fails=0;|" "$conf"
+    else
+        sed -i "s|server $parked max_fails=0;|server $upstream max_fails=0;|" "$conf"
     fi
+    echo "follow-upstream: $upstream is now [${current:-no address, parked}] (was [$known]); reloading nginx" >&2
+    nginx -e stderr -c "$conf" -s reload && known=$current
 done

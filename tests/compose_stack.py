@@ -7,7 +7,7 @@ import os
 import secrets
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 from harness import HOST, ROOT, SERVERS, free_port
@@ -57,10 +57,13 @@ class ComposeStack:
     server: str
     project: str
     port: int
+    # Settings a test changes, as a user would in the shell (APP_THREADS=10 make up).
+    overrides: dict[str, str] = field(default_factory=dict)
 
     def env(self, server: str | None = None) -> dict[str, str]:
         env = {
             **os.environ,
+            **self.overrides,
             "APP_SERVER": server or self.server,
             "HTTP_PORT": str(self.port),
             "COMPOSE_PROJECT_NAME": self.project,

@@ -12,6 +12,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -267,3 +268,26 @@ def test_make_swap_edge_cases(images):
         assert stack.get("/json").headers["X-App-Server"] == "uwsgi"
     finally:
         stack.down("--volumes")
+
+
+@pytest.mark.parametrize("stack", SERVERS, indirect=True)
+def test_compose_stop_finishes_every_request_in_flight(stack):
+    # 2 x 10 threads, so all 20 slow requests are inside the app server when it is stopped.
+    stack.overrides["APP_THREADS"] = "10"
+    stack.up()
+    with ThreadPoolExecutor(20) as pool:
+        slow = [pool.submit(stack.get, "/slow?ms=2000", 20) for _ in range(20)]
+        time.sleep(0.7)
+        stopped = time.monotonic()
+        stack.compose("stop", stack.server)  # SIGTERM, then up to stop_grace_period
+        took = time.monotonic() - stopped
+        statuses = [future.result().status_code for future in slow]
+    print(f"{stack.server}: stopped in {took:.1f} s with 20 requests in flight; statuses {set(statuses)}")
+    assert statuses == [200] * 20
+    assert took < 30  # drained, not killed at the grace period
+    # No app server: nginx answers, clearly and quickly, instead of hanging or resetting.
+    started = time.monotonic()
+    gone = stack.get("/json")
+    assert gone.status_code == 503
+    assert gone.json() == {"error": "no app server is available right now; try again shortly"}
+    assert time.monotonic() - started < 10
