@@ -31,8 +31,8 @@ workers = shared.workers
 # Threads per process: Django releases the GIL on I/O (database, sleeps, socket writes).
 threads = shared.threads
 
-# With gthread this is a liveness heartbeat, not a per-request limit: nginx enforces the
-# request budget (its read timeout is REQUEST_TIMEOUT + 5 s, so gunicorn's verdict lands first).
+# With gthread this is a liveness heartbeat, not a per-request limit; the per-request budget
+# is app/stack/watchdog.py's, and nginx's read timeout is REQUEST_TIMEOUT + 5 s.
 timeout = shared.request_timeout
 # SIGTERM lets in-flight requests finish for this long before workers are killed.
 graceful_timeout = shared.graceful_timeout

@@ -175,3 +175,10 @@ def test_gixy_finds_nothing_in_the_rendered_config(server):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "No issues found." in done.stdout, done.stdout
+
+
+def test_the_watchdog_knows_nginx_s_read_timeout_margin():
+    from stack.watchdog import NGINX_READ_MARGIN_S
+
+    render = (ROOT / "nginx" / "render.sh").read_text()
+    assert f"NGINX_READ_TIMEOUT=$((REQUEST_TIMEOUT + {NGINX_READ_MARGIN_S}))" in render

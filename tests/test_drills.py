@@ -175,3 +175,41 @@ def test_a_slow_upload_reaches_the_app_only_when_complete(server):
         stack.stop()
     assert answer.startswith(b"HTTP/1.1 200")
     assert b'"bytes": 200000' in answer
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_request_past_the_budget_gets_504_and_its_worker_is_recycled(server):
+    # An 8 s budget, so the drill takes seconds: nginx gives up at 8 + 5 s.
+    stack = local_stack(server, REQUEST_TIMEOUT="8", GRACEFUL_TIMEOUT="3").start()
+    master = psutil.Process(stack.app_pid())
+    before = {worker.pid for worker in master.children()}
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            started = time.monotonic()
+            stuck = pool.submit(get, stack, "/slow?ms=40000", 60)
+            time.sleep(6)
+            # Requests alongside it, still running when the watchdog retires the worker.
+            alongside = [pool.submit(get, stack, "/slow?ms=2500") for _ in range(3)]
+            answer = stuck.result()
+            elapsed = time.monotonic() - started
+            alongside_statuses = [future.result().status_code for future in alongside]
+
+        def recycled() -> bool:
+            now = {worker.pid for worker in master.children()}
+            return len(now) == len(before) and now != before
+
+        try:
+            wait_until(recycled, 40, "a fresh worker in place of the retired one")
+        except TimeoutError:
+            print(stack.app_log.read_text()[-3000:])
+            raise
+        healthy = get(stack, "/readyz").status_code
+    finally:
+        stack.stop()
+    print(f"{server}: {answer.status_code} after {elapsed:.1f}s; alongside {alongside_statuses}")
+    assert answer.status_code == 504
+    assert answer.json() == {"error": "the app server did not answer within the request budget"}
+    assert 12.5 <= elapsed <= 15  # nginx's read timeout: REQUEST_TIMEOUT + 5 s
+    assert alongside_statuses == [200, 200, 200]
+    assert healthy == 200
+    assert "past REQUEST_TIMEOUT=8s: retiring worker" in stack.app_log.read_text()

@@ -6,6 +6,7 @@ here and by nginx/render.sh under the same names, so each lives in one place.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -31,6 +32,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "stack.watchdog.RequestBudgetMiddleware",
     "stack.middleware.ProxyHeadersMiddleware",
     "stack.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -83,6 +85,9 @@ STORAGES = {
     # Content-hashed names let nginx send far-future cache headers safely.
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
 }
+
+# The app servers' request budget (.env); unset outside them, which turns the watchdog off.
+REQUEST_TIMEOUT = env_int("REQUEST_TIMEOUT", None, 1, 3600) if os.environ.get("REQUEST_TIMEOUT") else None
 
 # nginx rejects larger bodies with 413 first; the app enforces the same cap for direct callers.
 MAX_BODY_MB = env_int("MAX_BODY_MB", 10, 1, 1024)
