@@ -291,3 +291,22 @@ def test_compose_stop_finishes_every_request_in_flight(stack):
     assert gone.status_code == 503
     assert gone.json() == {"error": "no app server is available right now; try again shortly"}
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("service", "name", "value", "message"),
+    [
+        ("gunicorn", "APP_WORKERS", "abc", "APP_WORKERS must be an integer, got 'abc'"),
+        ("uwsgi", "APP_THREADS", "0", "APP_THREADS must be between 1 and 256, got 0"),
+        ("nginx", "REQUEST_TIMEOUT", "30s", "REQUEST_TIMEOUT must be a whole number, got '30s'"),
+    ],
+)
+def test_a_container_with_an_invalid_setting_exits_naming_it(images, service, name, value, message):
+    stack = compose_stack("uwsgi" if service == "uwsgi" else "gunicorn")
+    stack.overrides[name] = value
+    try:
+        done = stack.compose("run", "--rm", "--no-deps", service, check=False, timeout=120)
+    finally:
+        stack.down("--volumes")
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
