@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.healthcheck import status_of
-from swap import record_event
+from swap import answering_server, record_event
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "app"
@@ -165,12 +165,7 @@ class LocalStack:
         return self.processes["app"].pid
 
     def answering_server(self) -> str | None:
-        request = urllib.request.Request(self.base_url + "/readyz", headers={"Host": HOST})
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return response.headers.get("X-App-Server")
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
+        return answering_server(str(self.nginx_port))
 
     def swap(self, target: str, events: Path | None = None) -> None:
         """What `make swap` does, for local processes: start the target on a new port, wait until
