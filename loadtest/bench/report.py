@@ -1,0 +1,717 @@
+"""Turn bench.py's raw.json into report.md and PNG charts. No Docker here: the analysis is testable alone.
+
+python loadtest/bench/report.py results/bench/raw.json   # re-render a report from saved data
+"""
+
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+PROXY_TAX_TARGET = 0.95
+TTFB_DELTA_TARGET_MS = 5.0
+SWEEP_TARGET = 0.90
+# A single-threaded wrk at this share of its core or more may itself be what limits the rate.
+GENERATOR_SATURATED = 0.9
+SERVERS = ("gunicorn", "uwsgi")
+
+PEER_DESCRIPTIONS = {
+    "ours: gunicorn": "This stack's defaults: nginx (upstream keep-alive pool, buffering with a per-response "
+    "opt-out for streams, gzip, JSON access log) in front of gunicorn gthread, APP_WORKERS x APP_THREADS "
+    "from .env, keep-alive 75 s.",
+    "ours: uwsgi": "The same nginx speaking the uwsgi protocol to uWSGI with this stack's uwsgi.ini "
+    "(master, APP_WORKERS processes x APP_THREADS threads, thunder-lock, listen 1024, buffer-size 32k).",
+    "peer: gunicorn defaults": "gunicorn started with nothing but the app and a bind address: one sync worker, "
+    "2 s keep-alive (which nginx never uses: a bare proxy_pass speaks HTTP/1.0 and closes after every "
+    "response), no access log. nginx is Debian's packaged nginx.conf with a tutorial's location block: "
+    "include proxy_params; proxy_pass. Buffering and gzip are at Debian's defaults.",
+    "peer: django template": "The gunicorn settings of nickjj/docker-django-example: cpu_count() x 2 sync "
+    "workers (4 on this machine), one thread, timeout 120 s, an access-log line per request, behind the "
+    "same Debian nginx and bare proxy_pass.",
+    "peer: uWSGI defaults": "uWSGI as its Django tutorial first starts it, --socket and --module only: no "
+    "master, one process, no threads, the 4 KiB header buffer and the backlog of 100; Debian's nginx with "
+    "include uwsgi_params; uwsgi_pass.",
+}
+
+
+# --- small statistics ------------------------------------------------------------------------
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of raw samples; NaN when there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def med(values: Iterable[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else math.nan
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):,.0f}-{max(values):,.0f}" if len(values) > 1 else "one run"
+
+
+def by_label(runs: list[dict], section: str) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for run in runs:
+        if run["section"] == section:
+            grouped[run["label"]].append(run)
+    return grouped
+
+
+def generator_note(runs: list[dict]) -> str:
+    """The generator's CPU (median, in cores) and whether it may have been the bottleneck."""
+    cores = [r["generator_cores"] for r in runs if not math.isnan(r["generator_cores"])]
+    if not cores:
+        return "n/a"
+    worst = max(c / r["generator_threads"] for c, r in zip(cores, runs, strict=False))
+    flag = "**yes**" if worst >= GENERATOR_SATURATED else "no"
+    return f"{med(cores):.2f} ({flag})"
+
+
+def machine_note(runs: list[dict]) -> str:
+    return f"{med(r['machine_busy_cores'] for r in runs):.2f}"
+
+
+def failures(runs: list[dict]) -> int:
+    return sum(r["errors"] + r["non_2xx"] for r in runs)
+
+
+# --- analyses (the verdicts the tests check) -------------------------------------------------
+def proxy_tax(runs: list[dict]) -> dict[str, dict]:
+    """Per server: direct and nginx medians, and the median of the per-round nginx/direct ratios."""
+    grouped = by_label(runs, "proxy-tax")
+    result = {}
+    for server in SERVERS:
+        direct = {r["round"]: r["rps"] for r in grouped.get(f"{server} direct", [])}
+        nginx = {r["round"]: r["rps"] for r in grouped.get(f"{server} nginx", [])}
+        ratios = [nginx[k] / direct[k] for k in sorted(direct) if k in nginx and direct[k] > 0]
+        if not ratios:
+            continue
+        result[server] = {
+            "direct": med(direct.values()),
+            "nginx": med(nginx.values()),
+            "ratios": ratios,
+            "ratio": med(ratios),
+            "met": med(ratios) >= PROXY_TAX_TARGET,
+            "runs": grouped[f"{server} direct"] + grouped[f"{server} nginx"],
+        }
+    return result
+
+
+def ttfb_summary(timings: list[dict]) -> dict[str, float]:
+    first = [t["first_byte_ms"] for t in timings if t["first_byte_ms"] is not None and t["status"] == 200]
+    return {
+        "p50": percentile(first, 50),
+        "p90": percentile(first, 90),
+        "p99": percentile(first, 99),
+        "ok": len(first),
+        "failed": len(timings) - len(first),
+    }
+
+
+def ttfb_deltas(ttfb: dict) -> dict[str, dict]:
+    result = {}
+    for server, urls in ttfb["urls"].items():
+        d = ttfb_summary(ttfb["results"][urls["direct"]])
+        n = ttfb_summary(ttfb["results"][urls["nginx"]])
+        delta = n["p50"] - d["p50"]
+        result[server] = {"direct": d, "nginx": n, "delta_p50": delta, "met": delta <= TTFB_DELTA_TARGET_MS}
+    return result
+
+
+def concurrent_summary(result: dict) -> dict[str, float]:
+    streams = result["streams"]
+    first = [s["first_byte_ms"] for s in streams if s["first_byte_ms"] is not None and s["status"] == 200]
+    probes = [p["total_ms"] for p in result["probes"] if p["total_ms"] is not None and p["status"] == 200]
+    return {
+        "streams": len(streams),
+        "streams_ok": len(first),
+        "first_p50_ms": percentile(first, 50),
+        "first_max_ms": max(first) if first else math.nan,
+        "probe_count": len(probes),
+        "probe_p50_ms": percentile(probes, 50),
+        "probe_max_ms": max(probes) if probes else math.nan,
+        "wall_ms": result["wall_ms"],
+    }
+
+
+def sweep(runs: list[dict], defaults: tuple[int, int]) -> dict[str, dict]:
+    result = {}
+    for server in SERVERS:
+        points: dict[tuple[int, int], list[dict]] = defaultdict(list)
+        for run in runs:
+            if run["section"] == "sweep" and run["label"].startswith(f"{server} "):
+                workers, threads = run["label"].split()[1].split("x")
+                points[(int(workers), int(threads))].append(run)
+        if not points:
+            continue
+        scores = {point: med(r["rps"] for r in rs) for point, rs in points.items()}
+        best = max(scores, key=lambda p: scores[p])
+        fraction = scores.get(defaults, math.nan) / scores[best]
+        result[server] = {
+            "points": points,
+            "scores": scores,
+            "best": best,
+            "defaults": defaults,
+            "fraction": fraction,
+            "met": fraction >= SWEEP_TARGET,
+        }
+    return result
+
+
+# --- the report ------------------------------------------------------------------------------
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def write_report(data: dict, out_dir: Path) -> Path:
+    runs = data["runs"]
+    machine = data["machine"]
+    settings = data["settings"]
+    md: list[str] = []
+    md.append("# Benchmark report\n")
+    md.append(
+        f"`make bench` ({data['profile']} profile), {machine['date']}, {data['elapsed_s'] / 60:.1f} minutes. "
+        f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, kernel "
+        f"{machine['kernel']}. Everything ran on this one machine: the load generator, nginx and the app "
+        "servers share its cores, so the figures compare configurations with each other; they are not "
+        "capacity figures for a bigger server.\n"
+    )
+    md.append("Versions: " + ", ".join(f"{k} `{v}`" for k, v in data["versions"].items()) + ".\n")
+    md.append(
+        "**Method.** wrk (Debian's, written in C) runs in its own container on the compose networks, "
+        f"{settings['connections']} connections, one thread, {settings['duration_s']} s per run after a "
+        f"{settings['warmup_s']} s warm-up per target; {settings['rounds']} rounds, the targets taken in turns and "
+        "in reverse order every other round. Figures are medians over rounds, with the range (min-max) as the "
+        "spread. wrk is a closed loop: its latencies are those of a client that waits for each answer, not of "
+        "a fixed arrival rate. CPU columns are cores used during the run, read from each container's cgroup: "
+        "`gen` is the load generator, with **yes** where it ran at 90% or more of its thread's core and may "
+        "itself have been the limit; `machine` is the whole host (Docker's own processes and the kernel's "
+        "network work included). Containers not on the measured path are paused (`docker pause`) during each "
+        "run, so their health checks stay out of the figures. Only the bench's own containers receive "
+        "traffic.\n"
+    )
+    charts: list[str] = []
+
+    # 1. proxy tax
+    tax = proxy_tax(runs)
+    md.append("## 1. Proxy tax\n")
+    md.append(
+        "Django `/plaintext`, the same server container and workers, straight to the app server and "
+        "through nginx. The ratio is the median of each round's nginx/direct ratio. Straight to uWSGI means "
+        "its HTTP socket, which in 2.0 closes after every response (wrk reconnects); nginx reaches uWSGI over "
+        "the uwsgi protocol, which also opens a connection per request, while clients keep theirs alive to "
+        f"nginx. Target: at least {PROXY_TAX_TARGET}.\n"
+    )
+    rows = []
+    for server, t in tax.items():
+        direct_runs = [r for r in t["runs"] if r["label"].endswith("direct")]
+        nginx_runs = [r for r in t["runs"] if r["label"].endswith("nginx")]
+        rows.append(
+            [
+                server,
+                f"{t['direct']:,.0f} ({spread([r['rps'] for r in direct_runs])})",
+                f"{t['nginx']:,.0f} ({spread([r['rps'] for r in nginx_runs])})",
+                f"{t['ratio']:.3f} ({', '.join(f'{x:.2f}' for x in t['ratios'])})",
+                f"{med(r['p99_ms'] for r in direct_runs):.1f} / {med(r['p99_ms'] for r in nginx_runs):.1f}",
+                generator_note(t["runs"]),
+                machine_note(t["runs"]),
+                str(failures(t["runs"])),
+                verdict(t["met"]),
+            ]
+        )
+    md.append(
+        table(
+            [
+                "server",
+                "direct req/s",
+                "through nginx req/s",
+                "ratio (per round)",
+                "p99 ms direct / nginx",
+                "gen cores (limit?)",
+                "machine cores",
+                "errors",
+                "target",
+            ],
+            rows,
+        )
+    )
+    md.append("")
+    md.append(proxy_tax_explanation(tax, runs))
+    charts.append(chart_proxy_tax(tax, out_dir))
+    md.append(f"\n![proxy tax]({charts[-1]})\n")
+
+    # 2. servers
+    md.append("## 2. gunicorn vs uWSGI\n")
+    md.append(
+        "Both through this stack's nginx, with the shipped settings. A difference counts only where the two "
+        "ranges do not overlap.\n"
+    )
+    grouped = by_label(runs, "servers")
+    endpoints = list(dict.fromkeys(label.split(" ", 1)[1] for label in grouped))
+    rows = []
+    for endpoint in endpoints:
+        g = grouped.get(f"gunicorn {endpoint}", [])
+        u = grouped.get(f"uwsgi {endpoint}", [])
+        if not g or not u:
+            continue
+        g_rps, u_rps = [r["rps"] for r in g], [r["rps"] for r in u]
+        overlap = min(g_rps) <= max(u_rps) and min(u_rps) <= max(g_rps)
+        winner = "within noise" if overlap or len(g) < 2 else ("gunicorn" if med(g_rps) > med(u_rps) else "uWSGI")
+        rows.append(
+            [
+                endpoint,
+                f"{med(g_rps):,.0f} ({spread(g_rps)})",
+                f"{med(u_rps):,.0f} ({spread(u_rps)})",
+                f"{med(u_rps) / med(g_rps):.2f}",
+                f"{med(r['p99_ms'] for r in g):.1f} / {med(r['p99_ms'] for r in u):.1f}",
+                winner,
+                f"{generator_note(g)} / {generator_note(u)}",
+                str(failures(g + u)),
+            ]
+        )
+    md.append(
+        table(
+            [
+                "endpoint",
+                "gunicorn req/s",
+                "uWSGI req/s",
+                "uWSGI / gunicorn",
+                "p99 ms g / u",
+                "faster",
+                "gen cores g / u",
+                "errors",
+            ],
+            rows,
+        )
+    )
+    charts.append(chart_servers(grouped, endpoints, out_dir))
+    md.append(f"\n![gunicorn vs uWSGI]({charts[-1]})\n")
+
+    # 3. peers
+    md.extend(peers_section(runs, data.get("concurrent_streams"), out_dir, charts))
+
+    # 4. ceilings
+    md.append("## 4. Ceilings\n")
+    md.append(
+        "What each layer costs. `nginx return 200` is nginx answering by itself (its health location, no "
+        "access log); `hello` is a framework-free WSGI app (loadtest/bench/hello_wsgi.py) on the same server "
+        "container and config, direct and through the same nginx config; the Django rows repeat section 1.\n"
+    )
+    ceil = by_label(runs, "ceilings")
+    tax_groups = by_label(runs, "proxy-tax")
+    rows = []
+    for label, rs in list(ceil.items()) + [
+        (f"{s} django {h}", tax_groups.get(f"{s} {h}", [])) for s in SERVERS for h in ("direct", "nginx")
+    ]:
+        if not rs:
+            continue
+        rps = [r["rps"] for r in rs]
+        rows.append(
+            [
+                label,
+                f"{med(rps):,.0f} ({spread(rps)})",
+                f"{med(r['p99_ms'] for r in rs):.1f}",
+                generator_note(rs),
+                machine_note(rs),
+                str(failures(rs)),
+            ]
+        )
+    md.append(table(["target", "req/s", "p99 ms", "gen cores (limit?)", "machine cores", "errors"], rows))
+    md.append("")
+    for server in SERVERS:
+        hello_d = med(r["rps"] for r in ceil.get(f"{server} hello direct", []))
+        hello_n = med(r["rps"] for r in ceil.get(f"{server} hello nginx", []))
+        django_d = tax.get(server, {}).get("direct", math.nan)
+        md.append(
+            f"- {server}: Django's `/plaintext` runs at {django_d / hello_d:.0%} of the hello-world's rate straight "
+            f"to the server (the framework tax); for the hello-world, nginx keeps {hello_n / hello_d:.0%} of the "
+            "direct rate (the proxy tax when the app costs almost nothing)."
+        )
+    md.append("")
+    charts.append(chart_ceilings(rows, out_dir))
+    md.append(f"\n![ceilings]({charts[-1]})\n")
+
+    # 5. streaming
+    md.extend(ttfb_section(data["ttfb"], out_dir, charts))
+
+    # 6. sweep
+    md.extend(sweep_section(runs, tuple(data["sweep_defaults"]), out_dir, charts))
+
+    # 7. generator
+    md.extend(generator_section(runs, data.get("locust")))
+
+    md.append("## Reproduce\n")
+    md.append(
+        "`make bench` (about 13 minutes on 2 cores; `make bench BENCH_PROFILE=tiny` is the seconds-long "
+        "smoke version CI runs). Raw figures: `raw.json` beside this file; re-render with "
+        "`.venv/bin/python loadtest/bench/report.py results/bench/raw.json`.\n"
+    )
+    path = out_dir / "report.md"
+    path.write_text("\n".join(md))
+    return path
+
+
+def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
+    lines = []
+    for server, t in tax.items():
+        nginx_runs = [r for r in t["runs"] if r["label"].endswith("nginx")]
+        nginx_cpu = med(r["cpu"].get(f"nginx-{server}", math.nan) for r in nginx_runs)
+        app_cpu = med(r["cpu"].get(server, math.nan) for r in nginx_runs)
+        if t["met"]:
+            lines.append(
+                f"- {server}: {t['ratio']:.3f}, target met. Through nginx, nginx used {nginx_cpu:.2f} cores and "
+                f"{server} {app_cpu:.2f}."
+            )
+        else:
+            lines.append(
+                f"- {server}: {t['ratio']:.3f}, **below the target**. nginx used {nginx_cpu:.2f} cores of the "
+                f"machine's {len(SERVERS)} while {server} used {app_cpu:.2f}: on a machine where the generator, "
+                "nginx and the app share the cores, every core nginx takes is one the app does not get. What would "
+                "fix it: cores for nginx that the app cannot use (a separate host or a cpuset), or fewer nginx "
+                "cycles per request (its access log is the largest item it controls)."
+            )
+    return "\n".join(lines)
+
+
+def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts: list[str]) -> list[str]:
+    md = ["## 3. The peers' configurations\n"]
+    md.append("The same app and images, started with other well-known stacks' settings:\n")
+    for name, text in PEER_DESCRIPTIONS.items():
+        md.append(f"- **{name}**: {text}")
+    md.append("")
+    grouped = by_label(runs, "peers")
+    stacks = list(dict.fromkeys(label.rsplit(" ", 1)[0] for label in grouped))
+    endpoints = list(dict.fromkeys(label.rsplit(" ", 1)[1] for label in grouped))
+    rows = []
+    ours = "ours: gunicorn"
+    for endpoint in endpoints:
+        our_runs = grouped.get(f"{ours} {endpoint}", [])
+        for stack in stacks:
+            rs = grouped.get(f"{stack} {endpoint}", [])
+            if not rs:
+                continue
+            rps = [r["rps"] for r in rs]
+            if stack.startswith("peer") and our_runs:
+                r_ratio = med(r["rps"] for r in our_runs) / med(rps)
+                p_ratio = med(r["p99_ms"] for r in our_runs) / med(r["p99_ms"] for r in rs)
+                beats = "matches or beats" if r_ratio >= 0.95 and p_ratio <= 1.05 else "**behind**"
+                compare = f"ours x{r_ratio:.2f} req/s, x{p_ratio:.2f} p99: {beats}"
+            else:
+                compare = ""
+            rows.append(
+                [
+                    endpoint,
+                    stack,
+                    f"{med(rps):,.0f} ({spread(rps)})",
+                    f"{med(r['p99_ms'] for r in rs):.1f}",
+                    compare,
+                    generator_note(rs),
+                    str(failures(rs)),
+                ]
+            )
+    md.append(
+        table(
+            ["endpoint", "stack", "req/s", "p99 ms", "ours (gunicorn) vs this peer", "gen cores (limit?)", "errors"],
+            rows,
+        )
+    )
+    if streams:
+        md.append(
+            f"\n**Streaming under concurrency.** {streams['clients']} clients each open `{streams['path']}` at "
+            "once (a 1-second stream of four chunks), asking for gzip as browsers do, while one more client sends "
+            "`/plaintext` requests one after another. Time to the first decoded chunk tells whether streams "
+            "start at once or queue behind each other; the `/plaintext` latency tells whether the streams starve "
+            "everyone else.\n"
+        )
+        rows = []
+        for name, result in streams["results"].items():
+            s = concurrent_summary(result)
+            rows.append(
+                [
+                    name,
+                    f"{s['streams_ok']}/{s['streams']}",
+                    f"{s['first_p50_ms']:.0f}",
+                    f"{s['first_max_ms']:.0f}",
+                    f"{s['probe_count']}",
+                    f"{s['probe_p50_ms']:.1f}",
+                    f"{s['probe_max_ms']:.0f}",
+                ]
+            )
+        md.append(
+            table(
+                [
+                    "stack",
+                    "streams answered",
+                    "first chunk p50 ms",
+                    "first chunk max ms",
+                    "/plaintext during",
+                    "/plaintext p50 ms",
+                    "/plaintext max ms",
+                ],
+                rows,
+            )
+        )
+        md.append(
+            "\nEvery stack here streams: the app marks its streams `X-Accel-Buffering: no`, which any nginx "
+            "honours. What differs is how many streams run at once. A sync worker is held for a stream's whole "
+            "length, so with one worker the streams run one after another and `/plaintext` waits behind them; "
+            "gthread gives each stream a thread and the keep-alive pool keeps nginx's connections open.\n"
+        )
+    charts.append(chart_peers(grouped, stacks, endpoints, out_dir))
+    md.append(f"\n![peers]({charts[-1]})\n")
+    return md
+
+
+def ttfb_section(ttfb: dict, out_dir: Path, charts: list[str]) -> list[str]:
+    deltas = ttfb_deltas(ttfb)
+    md = ["## 5. Streaming: time to first byte\n"]
+    md.append(
+        f"`{ttfb['path']}`: two chunks {ttfb['interval_ms']} ms apart. One request at a time, direct and through "
+        "nginx in turns, each on a new connection, asking for gzip. Timed from the request sent to the first "
+        "byte of the decoded body (after de-chunking and gunzip), so a gzip header sent early does not count. "
+        f"A buffering proxy would add about {ttfb['interval_ms']} ms. Target: nginx adds at most "
+        f"{TTFB_DELTA_TARGET_MS:.0f} ms at p50.\n"
+    )
+    rows = []
+    for server, d in deltas.items():
+        rows.append(
+            [
+                server,
+                f"{d['direct']['p50']:.2f} / {d['direct']['p90']:.2f} / {d['direct']['p99']:.2f}",
+                f"{d['nginx']['p50']:.2f} / {d['nginx']['p90']:.2f} / {d['nginx']['p99']:.2f}",
+                f"{d['delta_p50']:+.2f}",
+                f"{d['direct']['ok'] + d['nginx']['ok']} ok, {d['direct']['failed'] + d['nginx']['failed']} failed",
+                verdict(d["met"]),
+            ]
+        )
+    md.append(
+        table(
+            ["server", "direct p50/p90/p99 ms", "nginx p50/p90/p99 ms", "added at p50 ms", "requests", "target"], rows
+        )
+    )
+    md.append(
+        "\nThe generator here is one Python client sending one request at a time: it uses a fraction of a core "
+        "and is never the limit.\n"
+    )
+    charts.append(chart_ttfb(deltas, out_dir))
+    md.append(f"\n![ttfb]({charts[-1]})\n")
+    return md
+
+
+def sweep_section(runs: list[dict], defaults: tuple[int, int], out_dir: Path, charts: list[str]) -> list[str]:
+    result = sweep(runs, defaults)
+    md = ["## 6. Workers x threads\n"]
+    md.append(
+        "Each point restarts the app server with APP_WORKERS and APP_THREADS set, then measures a mix of "
+        "`/plaintext`, `/json`, `/db` and `/queries?n=20` through nginx. Each grid point runs once; where the "
+        "best point is not the shipped one, both run again, alternately, and the medians decide. Target: the "
+        f"shipped defaults ({defaults[0]} x {defaults[1]}) reach at least {SWEEP_TARGET:.0%} of the best.\n"
+    )
+    for server, s in result.items():
+        workers = sorted({p[0] for p in s["scores"]})
+        threads = sorted({p[1] for p in s["scores"]})
+        rows = []
+        for w in workers:
+            cells = []
+            for t in threads:
+                score = s["scores"].get((w, t))
+                if score is None:
+                    cells.append("")
+                    continue
+                mark = " (best)" if (w, t) == s["best"] else ""
+                mark += " (shipped)" if (w, t) == defaults else ""
+                cells.append(f"{score:,.0f}{mark}")
+            rows.append([f"{w} workers", *cells])
+        md.append(f"**{server}** (req/s; threads across):\n")
+        md.append(table(["", *[f"{t} threads" for t in threads]], rows))
+        all_runs = [r for rs in s["points"].values() for r in rs]
+        md.append(
+            f"\nShipped {defaults[0]} x {defaults[1]}: {s['fraction']:.0%} of the best ({s['best'][0]} x "
+            f"{s['best'][1]}): {verdict(s['met'])}. Generator: {generator_note(all_runs)} cores; errors: "
+            f"{failures(all_runs)}.\n"
+        )
+    charts.append(chart_sweep(result, out_dir))
+    md.append(f"\n![sweep]({charts[-1]})\n")
+    return md
+
+
+def generator_section(runs: list[dict], locust: dict | None) -> list[str]:
+    md = ["## 7. The load generator\n"]
+    sections = defaultdict(list)
+    for run in runs:
+        sections[run["section"]].append(run)
+    rows = []
+    for section, rs in sections.items():
+        saturated = sum(1 for r in rs if r["generator_cores"] / r["generator_threads"] >= GENERATOR_SATURATED)
+        rows.append(
+            [
+                section,
+                str(len(rs)),
+                f"{med(r['generator_cores'] for r in rs):.2f}",
+                f"{max(r['generator_cores'] for r in rs):.2f}",
+                str(saturated),
+                f"{med(r['machine_busy_cores'] for r in rs):.2f}",
+            ]
+        )
+    md.append(
+        table(
+            [
+                "section",
+                "wrk runs",
+                "gen cores median",
+                "gen cores max",
+                "runs where wrk may be the limit",
+                "machine cores median",
+            ],
+            rows,
+        )
+    )
+    md.append(
+        "\nwrk uses one thread, so it is the limit only when that thread nears a full core. Where it does not, "
+        "the machine's cores went to nginx and the app server, which is the thing measured.\n"
+    )
+    if locust:
+        ratio = locust["rps"] / locust["wrk_rps"] if locust["wrk_rps"] else math.nan
+        md.append(
+            f"**Cross-check with Locust.** The same target (`/plaintext` through nginx to gunicorn) with "
+            f"{locust['users']} Locust users (FastHttpUser, no wait, one process): {locust['rps']:,.0f} req/s, "
+            f"{locust['failures']} failures, with the generator using {locust['generator_cores']:.2f} cores; wrk "
+            f"measured {locust['wrk_rps']:,.0f} req/s using {locust['wrk_generator_cores']:.2f} cores. Locust "
+            f"reached {ratio:.0%} of wrk's figure. "
+            + (
+                "Locust was near a full core, so its figure is its own limit, not the stack's: this is why the "
+                "peak figures above come from wrk."
+                if locust["generator_cores"] and locust["generator_cores"] >= GENERATOR_SATURATED
+                else "Locust was below a full core; the gap is the CPU it took from the servers on this shared "
+                "machine, several times wrk's."
+            )
+            + "\n"
+        )
+    return md
+
+
+# --- charts -------------------------------------------------------------------------------
+def bar_with_range(ax: plt.Axes, x: float, values: list[float], width: float, label: str | None, color: str) -> None:
+    m = med(values)
+    ax.bar(x, m, width, label=label, color=color, yerr=[[m - min(values)], [max(values) - m]], capsize=3)
+
+
+def save(fig: plt.Figure, out_dir: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def chart_proxy_tax(tax: dict, out_dir: Path) -> str:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, t in enumerate(tax.values()):
+        for j, how in enumerate(("direct", "nginx")):
+            values = [r["rps"] for r in t["runs"] if r["label"].endswith(how)]
+            bar_with_range(ax, i + (j - 0.5) * 0.38, values, 0.36, how if i == 0 else None, ("#888", "#2a7")[j])
+        ax.text(i, t["nginx"] * 1.04, f"x{t['ratio']:.2f}", ha="center")
+    ax.set_xticks(range(len(tax)), list(tax))
+    ax.set_ylabel("req/s (median, range)")
+    ax.set_title("Django /plaintext: direct vs through nginx")
+    ax.legend()
+    return save(fig, out_dir, "proxy_tax.png")
+
+
+def chart_servers(grouped: dict, endpoints: list[str], out_dir: Path) -> str:
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    for i, endpoint in enumerate(endpoints):
+        for j, server in enumerate(SERVERS):
+            values = [r["rps"] for r in grouped.get(f"{server} {endpoint}", [])]
+            if values:
+                bar_with_range(ax, i + (j - 0.5) * 0.38, values, 0.36, server if i == 0 else None, ("#37a", "#c73")[j])
+    ax.set_xticks(range(len(endpoints)), endpoints)
+    ax.set_ylabel("req/s through nginx")
+    ax.set_title("gunicorn vs uWSGI (median, range)")
+    ax.legend()
+    return save(fig, out_dir, "servers.png")
+
+
+def chart_peers(grouped: dict, stacks: list[str], endpoints: list[str], out_dir: Path) -> str:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors = ["#2a7", "#3a8", "#999", "#aaa", "#bbb"]
+    width = 0.8 / max(1, len(stacks))
+    for i, endpoint in enumerate(endpoints):
+        for j, stack in enumerate(stacks):
+            rs = grouped.get(f"{stack} {endpoint}", [])
+            if not rs:
+                continue
+            x = i + (j - (len(stacks) - 1) / 2) * width
+            bar_with_range(axes[0], x, [r["rps"] for r in rs], width, stack if i == 0 else None, colors[j % 5])
+            axes[1].bar(x, med(r["p99_ms"] for r in rs), width, color=colors[j % 5])
+    for ax, title in zip(axes, ("req/s (median, range)", "p99 ms (median)"), strict=True):
+        ax.set_xticks(range(len(endpoints)), endpoints)
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    return save(fig, out_dir, "peers.png")
+
+
+def chart_ceilings(rows: list[list[str]], out_dir: Path) -> str:
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    labels = [row[0] for row in rows]
+    values = [float(row[1].split(" ")[0].replace(",", "")) for row in rows]
+    ax.barh(labels, values, color="#37a")
+    ax.set_xscale("log")
+    ax.set_xlabel("req/s (median, log scale)")
+    ax.set_title("Ceilings: nginx alone, WSGI hello-world, Django")
+    return save(fig, out_dir, "ceilings.png")
+
+
+def chart_ttfb(deltas: dict, out_dir: Path) -> str:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, d in enumerate(deltas.values()):
+        ax.bar(i - 0.19, d["direct"]["p50"], 0.36, color="#888", label="direct" if i == 0 else None)
+        ax.bar(i + 0.19, d["nginx"]["p50"], 0.36, color="#2a7", label="nginx" if i == 0 else None)
+    ax.set_xticks(range(len(deltas)), list(deltas))
+    ax.set_ylabel("ms to first body byte (p50)")
+    ax.set_title("Streaming: time to first byte")
+    ax.legend()
+    return save(fig, out_dir, "ttfb.png")
+
+
+def chart_sweep(result: dict, out_dir: Path) -> str:
+    fig, axes = plt.subplots(1, max(1, len(result)), figsize=(5 * max(1, len(result)), 3.6), squeeze=False)
+    for ax, (server, s) in zip(axes[0], result.items(), strict=False):
+        workers = sorted({p[0] for p in s["scores"]})
+        threads = sorted({p[1] for p in s["scores"]})
+        grid = [[s["scores"].get((w, t), math.nan) for t in threads] for w in workers]
+        ax.imshow(grid, cmap="Greens", aspect="auto")
+        for wi, row in enumerate(grid):
+            for ti, value in enumerate(row):
+                if not math.isnan(value):
+                    ax.text(ti, wi, f"{value:,.0f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(threads)), [f"{t} thr" for t in threads])
+        ax.set_yticks(range(len(workers)), [f"{w} wrk" for w in workers])
+        ax.set_title(f"{server}: req/s, mixed endpoints")
+    return save(fig, out_dir, "sweep.png")
+
+
+def main() -> None:
+    raw = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results/bench/raw.json")
+    print(write_report(json.loads(raw.read_text()), raw.parent))
+
+
+if __name__ == "__main__":
+    main()
