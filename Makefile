@@ -11,6 +11,8 @@ HTTP_PORT ?= $(call dotenv,HTTP_PORT)
 export APP_SERVER HTTP_PORT
 
 SCENARIOS := throughput streaming swap
+BENCH_PROFILES := full tiny
+BENCH_PROFILE ?= full
 SCENARIO ?= throughput
 USERS ?= 16
 DURATION ?= 20s
@@ -33,7 +35,7 @@ BASE_IMAGE_CA_DIR ?=
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
 .PHONY: help up down clean logs ps swap test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
-	bench-images base-image
+	bench bench-images base-image
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -46,6 +48,7 @@ help: ## List the targets and the variables they read
 	@echo "  BASE_IMAGE_CA_DIR    CA certificates to trust in the locally built base image"
 	@echo "  TO, SWAP_TIMEOUT=$(SWAP_TIMEOUT)   for swap: the server to swap to ($(SERVERS)); seconds it may take to be healthy"
 	@echo "  SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) ROUNDS=$(ROUNDS)   for loadtest, compare, loadtest-ui ($(SCENARIOS))"
+	@echo "  BENCH_PROFILE=$(BENCH_PROFILE)   for bench ($(BENCH_PROFILES)): tiny is the seconds-long smoke run"
 
 # The directory is private to its owner; the file is readable so the container's
 # non-root user can read the bind-mounted secret.
@@ -124,6 +127,10 @@ loadtest-ui: $(SECRET_FILE) ## Locust master + LOCUST_WORKERS workers in compose
 
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
 	docker compose --profile loadtest rm --stop --force locust-master locust-worker
+
+bench: $(SECRET_FILE) $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep (~13 min)
+	$(call one_of,BENCH_PROFILE,$(BENCH_PROFILE),$(BENCH_PROFILES))
+	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench
 
 bench-images: $(VENV)/.installed ## Print image sizes, cold build, rebuild-after-a-view-change and up-to-healthy times
 	$(PYTHON) scripts/bench_images.py

@@ -23,6 +23,7 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
         (("loadtest", "SCENARIO=soak"), "SCENARIO must be one of: throughput streaming swap (got 'soak')"),
         (("compare", "SCENARIO="), "SCENARIO must be one of: throughput streaming swap (got '')"),
         (("loadtest-ui", "SCENARIO=x"), "SCENARIO must be one of: throughput streaming swap (got 'x')"),
+        (("bench", "BENCH_PROFILE=huge"), "BENCH_PROFILE must be one of: full tiny (got 'huge')"),
     ],
 )
 def test_a_wrong_value_lists_the_allowed_ones(args, message):
@@ -48,3 +49,10 @@ def test_the_makefile_knows_the_same_scenarios_as_the_runner():
 
     line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("SCENARIOS :="))
     assert line.split(":=")[1].split() == list(run.SCENARIOS)
+
+
+def test_the_makefile_knows_the_same_bench_profiles_as_the_bench():
+    import bench  # loadtest/bench/bench.py
+
+    line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("BENCH_PROFILES :="))
+    assert line.split(":=")[1].split() == list(bench.PROFILES)

@@ -77,6 +77,8 @@ class Profile:
     sweep_grid: tuple[tuple[int, int], ...]
     sweep_confirm_rounds: int
     peer_endpoints: tuple[str, ...]
+    # Per endpoint, the request rate every stack is compared at for p99: below the slowest peer's peak.
+    peer_paced_rps: tuple[tuple[str, int], ...]
     server_endpoints: tuple[str, ...]
 
 
@@ -89,9 +91,11 @@ FULL = Profile(
     stream_interval_ms=25,
     concurrent_streams=16,
     concurrent_stream="/stream?chunks=4&interval_ms=250",
-    sweep_grid=tuple((w, t) for w in (1, 2, 4) for t in (1, 4, 8)),
+    # One process alone at 1 thread, then 2 (one per core) and 4 processes at 1, 4 and 8 threads.
+    sweep_grid=((1, 1), *((w, t) for w in (2, 4) for t in (1, 4, 8))),
     sweep_confirm_rounds=2,
     peer_endpoints=("plaintext", "queries?n=20"),
+    peer_paced_rps=(("plaintext", 1000), ("queries?n=20", 150)),
     server_endpoints=tuple(ENDPOINTS),
 )
 PROFILES = {
@@ -110,6 +114,7 @@ PROFILES = {
         sweep_grid=((2, 4), (1, 2)),
         sweep_confirm_rounds=1,
         peer_endpoints=("plaintext",),
+        peer_paced_rps=(("plaintext", 200),),
         server_endpoints=("plaintext", "stream"),
     ),
 }
@@ -259,13 +264,14 @@ class Bench:
         host: str = HOST,
         mix: list[str] | None = None,
         threads: int = 1,
+        pace_rps: int | None = None,
     ) -> Run:
         self.focus(url)
         if (section, url) not in self.warmed and self.profile.warmup_s:
-            self._wrk_json(url, host, self.profile.warmup_s, mix, threads)
+            self._wrk_json(url, host, self.profile.warmup_s, mix, threads, pace_rps)
             self.warmed.add((section, url))
         before_cpu, before_machine = self.containers.cpu_ns(), machine_busy_jiffies()
-        summary = self._wrk_json(url, host, self.profile.duration_s, mix, threads)
+        summary = self._wrk_json(url, host, self.profile.duration_s, mix, threads, pace_rps)
         after_cpu, after_machine = self.containers.cpu_ns(), machine_busy_jiffies()
         seconds = summary["duration_us"] / 1e6
         cpu = {s: (after_cpu[s] - before_cpu[s]) / 1e9 / seconds for s in after_cpu if s in before_cpu}
@@ -300,12 +306,21 @@ class Bench:
         )
         return run
 
-    def _wrk_json(self, url: str, host: str, seconds: int, mix: list[str] | None, threads: int) -> dict:
-        script = "/srv/bench/wrk_mix.lua" if mix else "/srv/bench/wrk_json.lua"
+    def _wrk_json(
+        self, url: str, host: str, seconds: int, mix: list[str] | None, threads: int, pace_rps: int | None
+    ) -> dict:
+        script = "/srv/bench/wrk_json.lua"
+        script_args: list[str] = []
+        if mix:
+            script, script_args = "/srv/bench/wrk_mix.lua", mix
+        elif pace_rps:
+            # Each connection waits so that all of them together send about pace_rps.
+            wait_ms = max(1, round(self.profile.connections * 1000 / pace_rps))
+            script, script_args = "/srv/bench/wrk_paced.lua", [str(wait_ms)]
         argv = ["wrk", f"-t{threads}", f"-c{self.profile.connections}", f"-d{seconds}s", "--timeout", "10s"]
         argv += ["-H", f"Host: {host}", "-s", script, url]
-        if mix:
-            argv += ["--", *mix]
+        if script_args:
+            argv += ["--", *script_args]
         out = self.containers.exec("loadgen", *argv, timeout=seconds + 60)
         line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
         if line is None:
@@ -346,6 +361,11 @@ class Bench:
                 items = list(stacks.items())
                 for name, base in reversed(items) if reverse else items:
                     self.wrk("peers", f"{name} {endpoint}", base + ENDPOINTS[endpoint], round_no)
+            for endpoint, rate in self.profile.peer_paced_rps:
+                items = list(stacks.items())
+                for name, base in reversed(items) if reverse else items:
+                    label = f"{name} {endpoint}@{rate}"
+                    self.wrk("peers-paced", label, base + ENDPOINTS[endpoint], round_no, pace_rps=rate)
         streams: dict[str, object] = {}
         for name, base in stacks.items():
             # Enough time for the slowest peer to serve every stream one after another.

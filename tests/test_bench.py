@@ -1,0 +1,145 @@
+"""`make bench`: the report's verdicts on known figures, and a real tiny run on real containers."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import report  # loadtest/bench/report.py
+from harness import ROOT
+
+
+def run(section: str, label: str, rps: float, round_no: int = 1, generator: float = 0.1, **extra: float) -> dict:
+    return {
+        "section": section,
+        "label": label,
+        "round": round_no,
+        "rps": rps,
+        "p99_ms": extra.get("p99_ms", 10.0),
+        "errors": 0,
+        "non_2xx": 0,
+        "generator_cores": generator,
+        "generator_threads": 1,
+        "machine_busy_cores": 1.9,
+        "cpu": {},
+    }
+
+
+def test_proxy_tax_is_the_median_of_per_round_ratios_against_the_target():
+    runs = []
+    for round_no, (direct, nginx) in enumerate([(1000, 960), (1100, 1000), (900, 880)], start=1):
+        runs += [
+            run("proxy-tax", "gunicorn direct", direct, round_no),
+            run("proxy-tax", "gunicorn nginx", nginx, round_no),
+        ]
+    for round_no, (direct, nginx) in enumerate([(1000, 900), (1000, 930)], start=1):
+        runs += [run("proxy-tax", "uwsgi direct", direct, round_no), run("proxy-tax", "uwsgi nginx", nginx, round_no)]
+    tax = report.proxy_tax(runs)
+    assert tax["gunicorn"]["ratio"] == pytest.approx(0.96)  # ratios 0.96, 0.909, 0.978
+    assert tax["gunicorn"]["met"]
+    assert tax["uwsgi"]["ratio"] == pytest.approx(0.915)
+    assert not tax["uwsgi"]["met"]
+
+
+def test_ttfb_delta_compares_p50s_and_ignores_failed_requests():
+    def timings(values: list[float | None]) -> list[dict]:
+        return [{"first_byte_ms": v, "status": 200 if v is not None else 0} for v in values]
+
+    data = {
+        "urls": {"gunicorn": {"direct": "d", "nginx": "n"}},
+        "results": {"d": timings([1.0, 1.2, 1.1, None]), "n": timings([7.0, 7.5, 6.9])},
+    }
+    deltas = report.ttfb_deltas(data)
+    assert deltas["gunicorn"]["delta_p50"] == pytest.approx(7.0 - 1.1)
+    assert not deltas["gunicorn"]["met"]
+    assert deltas["gunicorn"]["direct"]["failed"] == 1
+
+
+def test_sweep_judges_the_shipped_point_against_the_best_median():
+    runs = [
+        run("sweep", "gunicorn 2x4", 850),
+        run("sweep", "gunicorn 2x4", 870, 2),
+        run("sweep", "gunicorn 4x1", 1000),
+        run("sweep", "gunicorn 4x1", 990, 2),
+        run("sweep", "uwsgi 2x4", 900),
+        run("sweep", "uwsgi 1x1", 500),
+    ]
+    result = report.sweep(runs, (2, 4))
+    assert result["gunicorn"]["best"] == (4, 1)
+    # Paired by round, as the proxy tax: median of 850/1000 and 870/990.
+    assert result["gunicorn"]["fraction"] == pytest.approx((850 / 1000 + 870 / 990) / 2)
+    assert not result["gunicorn"]["met"]
+    assert result["uwsgi"]["best"] == (2, 4)
+    assert result["uwsgi"]["met"]
+
+
+def test_ours_matches_a_peer_only_with_the_peak_and_the_steady_p99_both_in_range():
+    assert report.peer_matched(1.46, 3.0, 2.5)  # half a millisecond: inside the 1 ms allowance
+    assert report.peer_matched(0.96, 22.0, 20.5)  # 7% slower at p99: inside 10%
+    assert not report.peer_matched(0.90, 2.0, 2.0)  # peak too low
+    assert not report.peer_matched(2.0, 30.0, 20.0)  # p99 50% above
+
+
+def test_a_generator_near_a_full_core_is_flagged_as_a_possible_limit():
+    assert report.generator_note([run("x", "a", 1, generator=0.95)]).endswith("(**yes**)")
+    assert report.generator_note([run("x", "a", 1, generator=0.3)]).endswith("(no)")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "loadtest" / "bench" / "bench.py"),
+            "--profile",
+            "tiny",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = (tmp_path / "report.md").read_text()
+    for heading in (
+        "## 1. Proxy tax",
+        "## 2. gunicorn vs uWSGI",
+        "## 3. The peers' configurations",
+        "## 4. Ceilings",
+        "## 5. Streaming: time to first byte",
+        "## 6. Workers x threads",
+        "## 7. The load generator",
+    ):
+        assert heading in text
+    for chart in ("proxy_tax.png", "servers.png", "peers.png", "ceilings.png", "ttfb.png", "sweep.png"):
+        assert (tmp_path / chart).stat().st_size > 1000, chart
+        assert f"]({chart})" in text
+
+    data = json.loads((tmp_path / "raw.json").read_text())
+    sections = {r["section"] for r in data["runs"]}
+    assert sections == {"proxy-tax", "servers", "peers", "peers-paced", "ceilings", "sweep", "generator"}
+    for r in data["runs"]:
+        assert r["requests"] > 0, r["label"]
+        assert r["errors"] == 0 and r["non_2xx"] == 0, r
+        # The CPU figures the report rests on were read, not left empty.
+        assert not math.isnan(r["generator_cores"]) and r["generator_cores"] > 0, r["label"]
+        assert r["machine_busy_cores"] > 0
+    for server, urls in data["ttfb"]["urls"].items():
+        for url in urls.values():
+            assert all(t["status"] == 200 and t["first_byte_ms"] for t in data["ttfb"]["results"][url]), (server, url)
+    for name, result in data["concurrent_streams"]["results"].items():
+        assert report.concurrent_summary(result)["streams_ok"] == data["concurrent_streams"]["clients"], name
+    assert data["locust"]["requests"] > 0 and data["locust"]["failures"] == 0
+    # The run left nothing behind.
+    left = subprocess.run(
+        ["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=wsgi-stack-bench", "-q"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert left.stdout.strip() == ""
