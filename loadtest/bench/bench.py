@@ -11,6 +11,7 @@ generator was the bottleneck. The containers are removed at the end, their volum
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -84,7 +85,7 @@ class Profile:
 
 FULL = Profile(
     rounds=3,
-    duration_s=4,
+    duration_s=3,
     warmup_s=1,
     connections=32,
     ttfb_requests=100,
@@ -233,6 +234,8 @@ class Run:
     machine_busy_cores: float
     generator_cores: float
     generator_threads: int
+    # The busiest app worker's share of all workers' CPU (0.5 is even with two); NaN if unknown.
+    busiest_worker_share: float
 
 
 class Bench:
@@ -245,6 +248,27 @@ class Bench:
         self.warmed: set[tuple[str, str]] = set()
 
     # --- measuring -------------------------------------------------------------------
+    @staticmethod
+    def app_service(url: str) -> str:
+        """The app server container behind a URL: the host itself, or what its nginx fronts."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host == "peer-nginx":
+            return PEER_BACKENDS[parts.port or 80]
+        return BACKENDS.get(host, (host,))[0]
+
+    def worker_ticks(self, service: str) -> dict[str, int]:
+        """CPU clock ticks per worker process of an app server (its pid 1, the master, left out)."""
+        out = self.containers.exec(service, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null", timeout=30)
+        ticks = {}
+        for line in out.splitlines():
+            pid, rest = line.split(" ", 1)
+            fields = rest.rsplit(")", 1)[1].split()
+            # comm may hold spaces; after it, utime and stime are the 12th and 13th fields.
+            if pid != "1" and "(sh)" not in rest and "(cat)" not in rest:
+                ticks[pid] = int(fields[11]) + int(fields[12])
+        return ticks
+
     def focus(self, *urls: str) -> None:
         services = {"loadgen"}
         for url in urls:
@@ -270,9 +294,15 @@ class Bench:
         if (section, url) not in self.warmed and self.profile.warmup_s:
             self._wrk_json(url, host, self.profile.warmup_s, mix, threads, pace_rps)
             self.warmed.add((section, url))
+        app = self.app_service(url)
+        app_before = self.worker_ticks(app) if app in self.containers.ids else {}
         before_cpu, before_machine = self.containers.cpu_ns(), machine_busy_jiffies()
         summary = self._wrk_json(url, host, self.profile.duration_s, mix, threads, pace_rps)
         after_cpu, after_machine = self.containers.cpu_ns(), machine_busy_jiffies()
+        app_after = self.worker_ticks(app) if app_before else {}
+        # How evenly the app server's workers shared the work: the busiest one's share of their CPU.
+        worker_cpu = [app_after[pid] - app_before[pid] for pid in app_after if pid in app_before]
+        busiest = max(worker_cpu) / sum(worker_cpu) if len(worker_cpu) > 1 and sum(worker_cpu) else math.nan
         seconds = summary["duration_us"] / 1e6
         cpu = {s: (after_cpu[s] - before_cpu[s]) / 1e9 / seconds for s in after_cpu if s in before_cpu}
         ticks = os.sysconf("SC_CLK_TCK")
@@ -297,6 +327,7 @@ class Bench:
             machine_busy_cores=(after_machine[0] - before_machine[0]) / ticks / seconds,
             generator_cores=cpu.get("loadgen", float("nan")),
             generator_threads=threads,
+            busiest_worker_share=busiest,
         )
         self.runs.append(run)
         print(

@@ -85,6 +85,15 @@ def machine_note(runs: list[dict]) -> str:
     return f"{med(r['machine_busy_cores'] for r in runs):.2f}"
 
 
+def worker_shares(runs: list[dict]) -> str:
+    """The busiest app worker's share of the workers' CPU in each run: 0.50 is an even split of two."""
+    shares = [r.get("busiest_worker_share", math.nan) for r in runs]
+    return ", ".join("-" if math.isnan(x) else f"{x:.2f}" for x in shares)
+
+
+UNEVEN_SHARE = 0.75
+
+
 def failures(runs: list[dict]) -> int:
     return sum(r["errors"] + r["non_2xx"] for r in runs)
 
@@ -239,6 +248,7 @@ def write_report(data: dict, out_dir: Path) -> Path:
                 f"{t['nginx']:,.0f} ({spread([r['rps'] for r in nginx_runs])})",
                 f"{t['ratio']:.3f} ({', '.join(f'{x:.2f}' for x in t['ratios'])})",
                 f"{med(r['p99_ms'] for r in direct_runs):.1f} / {med(r['p99_ms'] for r in nginx_runs):.1f}",
+                f"{worker_shares(direct_runs)} / {worker_shares(nginx_runs)}",
                 generator_note(t["runs"]),
                 machine_note(t["runs"]),
                 str(failures(t["runs"])),
@@ -253,6 +263,7 @@ def write_report(data: dict, out_dir: Path) -> Path:
                 "through nginx req/s",
                 "ratio (per round)",
                 "p99 ms direct / nginx",
+                "busiest worker share direct / nginx",
                 "gen cores (limit?)",
                 "machine cores",
                 "errors",
@@ -421,6 +432,16 @@ def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
             )
     md.append(table(["path", "generator", "nginx", "app server", "other", "total"], rows))
     md.append("")
+    uneven = [r for r in runs if r["section"] == "proxy-tax" and r.get("busiest_worker_share", 0) >= UNEVEN_SHARE]
+    if uneven:
+        md.append(
+            f"In {len(uneven)} of these runs ({', '.join(r['label'] + ' r' + str(r['round']) for r in uneven)}) one "
+            f"worker did {UNEVEN_SHARE:.0%} or more of the work. gunicorn's gthread worker keeps every kept-alive "
+            "connection on the worker that accepted it, so when one worker happens to accept most of wrk's 32 "
+            "connections, its four threads contend for one GIL while the other worker idles: fewer requests for "
+            "more CPU each. Through nginx the upstream connections are recycled every 100 requests "
+            "(`keepalive_requests`), which spreads them again within seconds; straight to gunicorn nothing does.\n"
+        )
     for server, t in tax.items():
         direct = cpu_per_request([r for r in t["runs"] if r["label"].endswith("direct")], server)
         via = cpu_per_request([r for r in t["runs"] if r["label"].endswith("nginx")], server)
