@@ -379,7 +379,7 @@ def write_report(data: dict, out_dir: Path) -> Path:
 
     md.append("## Reproduce\n")
     md.append(
-        "`make bench` (about 13 minutes on 2 cores; `make bench BENCH_PROFILE=tiny` is the seconds-long "
+        "`make bench` (about 11 minutes on 2 cores; `make bench BENCH_PROFILE=tiny` is the minute-long "
         "smoke version CI runs). Raw figures: `raw.json` beside this file; re-render with "
         "`.venv/bin/python loadtest/bench/report.py results/bench/raw.json`.\n"
     )
