@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import report  # loadtest/bench/report.py
+from compose_stack import ensure_secret_file
 from harness import ROOT
 
 
@@ -91,6 +92,7 @@ def test_a_generator_near_a_full_core_is_flagged_as_a_possible_limit():
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
 def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
+    ensure_secret_file()  # what `make bench` does first
     done = subprocess.run(
         [
             sys.executable,

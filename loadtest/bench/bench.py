@@ -608,6 +608,8 @@ def main() -> None:
     parser.add_argument("--no-build", action="store_true", help="use the images as they are")
     args = parser.parse_args()
     profile = PROFILES[args.profile]
+    if not (REPO / ".secrets" / "django_secret_key").is_file():
+        sys.exit("bench.py: .secrets/django_secret_key is missing; `make bench` (or `make up`) generates it")
     started = time.monotonic()
     with bench_stack(build=not args.no_build):
         bench = Bench(profile, args.results_dir)
