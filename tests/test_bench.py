@@ -38,11 +38,16 @@ def test_proxy_tax_is_the_median_of_per_round_ratios_against_the_target():
         ]
     for round_no, (direct, nginx) in enumerate([(1000, 900), (1000, 930)], start=1):
         runs += [run("proxy-tax", "uwsgi direct", direct, round_no), run("proxy-tax", "uwsgi nginx", nginx, round_no)]
+    # The Unix-socket path is paired with the same direct runs, round by round.
+    runs += [run("proxy-tax", "gunicorn nginx-unix", rps, n) for n, rps in enumerate([990, 1045, 870], start=1)]
     tax = report.proxy_tax(runs)
     assert tax["gunicorn"]["ratio"] == pytest.approx(0.96)  # ratios 0.96, 0.909, 0.978
-    assert tax["gunicorn"]["met"]
+    assert tax["gunicorn"]["met"] and tax["gunicorn"]["shipped"]
     assert tax["uwsgi"]["ratio"] == pytest.approx(0.915)
     assert not tax["uwsgi"]["met"]
+    assert tax["gunicorn, Unix socket"]["ratio"] == pytest.approx(870 / 900)  # 0.99, 0.95, 0.967
+    assert not tax["gunicorn, Unix socket"]["shipped"]
+    assert "uwsgi, Unix socket" not in tax  # no runs, no row
 
 
 def test_ttfb_delta_compares_p50s_and_ignores_failed_requests():
@@ -125,6 +130,8 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
     data = json.loads((tmp_path / "raw.json").read_text())
     sections = {r["section"] for r in data["runs"]}
     assert sections == {"proxy-tax", "servers", "peers", "peers-paced", "ceilings", "sweep", "generator"}
+    # Section 1 measured the shipped paths, the Unix-socket ones and the naive peer's.
+    assert set(report.proxy_tax(data["runs"])) == set(report.PROXY_PATHS)
     for r in data["runs"]:
         assert r["requests"] > 0, r["label"]
         assert r["errors"] == 0 and r["non_2xx"] == 0, r

@@ -38,6 +38,8 @@ SERVERS = ("gunicorn", "uwsgi")
 # Where each server answers plain HTTP in the bench: gunicorn's own port, uWSGI's extra http-socket.
 DIRECT = {"gunicorn": "http://gunicorn:8000", "uwsgi": "http://uwsgi:8001"}
 VIA_NGINX = {"gunicorn": "http://nginx-gunicorn:8080", "uwsgi": "http://nginx-uwsgi:8080"}
+# The same nginx config and server containers, over a Unix socket in a shared volume (section 1 only).
+VIA_NGINX_UNIX = {"gunicorn": "http://nginx-gunicorn-unix:8080", "uwsgi": "http://nginx-uwsgi-unix:8080"}
 HELLO_DIRECT = {"gunicorn": "http://hello-gunicorn:8000", "uwsgi": "http://hello-uwsgi:8001"}
 HELLO_VIA_NGINX = {"gunicorn": "http://nginx-hello-gunicorn:8080", "uwsgi": "http://nginx-hello-uwsgi:8080"}
 # Peers behind one nginx, a port each (loadtest/bench/peers/nginx.conf).
@@ -58,10 +60,14 @@ SWEEP_MIX = ["/plaintext", "/json", "/db", "/queries?n=20"]
 BACKENDS = {
     "nginx-gunicorn": ("gunicorn",),
     "nginx-uwsgi": ("uwsgi",),
+    "nginx-gunicorn-unix": ("gunicorn",),
+    "nginx-uwsgi-unix": ("uwsgi",),
     "nginx-hello-gunicorn": ("hello-gunicorn",),
     "nginx-hello-uwsgi": ("hello-uwsgi",),
 }
 PEER_BACKENDS = {8081: "peer-gunicorn-defaults", 8082: "peer-gunicorn-template", 8083: "peer-uwsgi-defaults"}
+# The naive peer's own proxy tax: gunicorn's defaults straight, and behind its bare proxy_pass.
+NAIVE_DIRECT, NAIVE_VIA_NGINX = "http://peer-gunicorn-defaults:8000", PEERS["peer: gunicorn defaults"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class Profile:
     concurrent_stream: str
     sweep_grid: tuple[tuple[int, int], ...]
     sweep_confirm_rounds: int
+    # Locust's run in the generator cross-check: it spends its first second or so starting users.
+    locust_s: int
     peer_endpoints: tuple[str, ...]
     # Per endpoint, the request rate every stack is compared at for p99: below the slowest peer's peak.
     peer_paced_rps: tuple[tuple[str, int], ...]
@@ -95,6 +103,7 @@ FULL = Profile(
     # One process alone at 1 thread, then 2 (one per core) and 4 processes at 1, 4 and 8 threads.
     sweep_grid=((1, 1), *((w, t) for w in (2, 4) for t in (1, 4, 8))),
     sweep_confirm_rounds=2,
+    locust_s=6,
     peer_endpoints=("plaintext", "queries?n=20"),
     peer_paced_rps=(("plaintext", 1000), ("queries?n=20", 150)),
     server_endpoints=tuple(ENDPOINTS),
@@ -114,6 +123,7 @@ PROFILES = {
         concurrent_stream="/stream?chunks=2&interval_ms=100",
         sweep_grid=((2, 4), (1, 2)),
         sweep_confirm_rounds=1,
+        locust_s=3,
         peer_endpoints=("plaintext",),
         peer_paced_rps=(("plaintext", 200),),
         server_endpoints=("plaintext", "stream"),
@@ -173,14 +183,17 @@ class Containers:
         return {s: read_cpu_ns(path) for s, path in self.counters.items() if path is not None}
 
     def exec(self, service: str, *argv: str, timeout: float) -> str:
+        return self.exec_full(service, *argv, timeout=timeout).stdout
+
+    def exec_full(self, service: str, *argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             ["docker", "exec", self.ids[service], *argv], check=False, text=True, capture_output=True, timeout=timeout
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"{' '.join(argv[:3])}... in {service} exited {result.returncode}: {result.stderr[-500:]}"
+                f"{' '.join(argv[:3])}... in {service} exited {result.returncode}: {result.stderr[-1500:]}"
             )
-        return result.stdout
+        return result
 
 
 def cgroup_cpu_file(container_id: str) -> Path | None:
@@ -370,11 +383,15 @@ class Bench:
     # --- sections --------------------------------------------------------------------
     def proxy_tax(self) -> None:
         print("1. Proxy tax: /plaintext direct vs through nginx", flush=True)
+        paths = {
+            name: [("direct", DIRECT[name]), ("nginx", VIA_NGINX[name]), ("nginx-unix", VIA_NGINX_UNIX[name])]
+            for name in SERVERS
+        }
+        paths["peer: gunicorn defaults"] = [("direct", NAIVE_DIRECT), ("nginx", NAIVE_VIA_NGINX)]
         for round_no, reverse in self.rounds():
-            for server in SERVERS:
-                pair = [("direct", DIRECT[server]), ("nginx", VIA_NGINX[server])]
-                for how, base in reversed(pair) if reverse else pair:
-                    self.wrk("proxy-tax", f"{server} {how}", base + "/plaintext", round_no)
+            for name, targets in paths.items():
+                for how, base in reversed(targets) if reverse else targets:
+                    self.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
 
     def servers(self) -> None:
         print("2. gunicorn vs uWSGI through nginx", flush=True)
@@ -492,36 +509,40 @@ class Bench:
         url = VIA_NGINX["gunicorn"]
         wrk_run = self.wrk("generator", "wrk (1 thread)", url + "/plaintext", 1)
         self.focus(url)
+        seconds = self.profile.locust_s
         before_cpu, before_machine = self.containers.cpu_ns(), machine_busy_jiffies()
         started = time.monotonic()
-        out = self.containers.exec(
+        # Locust exits non-zero on any failed request; exec_full then raises with its log.
+        done = self.containers.exec_full(
             "loadgen",
             "sh",
             "-c",
             "cd /tmp && locust -f /srv/bench/locust_plaintext.py --headless --only-summary --json "
-            f"-u {self.profile.connections} -r {self.profile.connections} -t {self.profile.duration_s}s "
-            f"--host {url} 2>/dev/null",
-            timeout=self.profile.duration_s + 60,
+            f"-u {self.profile.connections} -r {self.profile.connections} -t {seconds}s --host {url}",
+            timeout=seconds + 60,
         )
-        seconds = time.monotonic() - started
+        wall = time.monotonic() - started
         after_cpu, after_machine = self.containers.cpu_ns(), machine_busy_jiffies()
-        stats = json.loads(out)
+        stats = json.loads(done.stdout)
         requests = sum(entry["num_requests"] for entry in stats)
-        failures = sum(entry["num_failures"] for entry in stats)
-        generator = (after_cpu["loadgen"] - before_cpu["loadgen"]) / 1e9 / seconds if "loadgen" in after_cpu else None
+        if not requests:
+            raise RuntimeError(f"Locust sent no request in {seconds} s; its log:\n{done.stderr[-1500:]}")
+        # Locust's own clock: from its stats' start to its last request, start-up and shutdown left out.
+        span = max(e["last_request_timestamp"] or 0 for e in stats) - min(e["start_time"] for e in stats)
         self.extra["locust"] = {
             "users": self.profile.connections,
-            "seconds": seconds,
+            "seconds": span,
             "requests": requests,
-            "failures": failures,
-            # Locust's figure over the exec's whole time, start-up included: a lower bound.
-            "rps": requests / self.profile.duration_s,
-            "generator_cores": generator,
-            "machine_busy_cores": (after_machine[0] - before_machine[0]) / os.sysconf("SC_CLK_TCK") / seconds,
+            "failures": sum(entry["num_failures"] for entry in stats),
+            "rps": requests / span,
+            # The container's CPU over the whole exec, Python's start-up included: an upper bound.
+            "generator_cores": (after_cpu["loadgen"] - before_cpu["loadgen"]) / 1e9 / wall,
+            "machine_busy_cores": (after_machine[0] - before_machine[0]) / os.sysconf("SC_CLK_TCK") / wall,
             "wrk_rps": wrk_run.rps,
             "wrk_generator_cores": wrk_run.generator_cores,
         }
-        print(f"  locust     {requests / self.profile.duration_s:8.0f} req/s, generator {generator} cores", flush=True)
+        locust = self.extra["locust"]
+        print(f"  locust     {locust['rps']:8.0f} req/s, generator {locust['generator_cores']:.2f} cores", flush=True)
 
     # --- output ----------------------------------------------------------------------
     def write(self, profile_name: str, started: float) -> Path:
