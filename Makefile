@@ -48,7 +48,7 @@ help: ## List the targets and the variables they read
 	@echo "  BASE_IMAGE_CA_DIR    CA certificates to trust in the locally built base image"
 	@echo "  TO, SWAP_TIMEOUT=$(SWAP_TIMEOUT)   for swap: the server to swap to ($(SERVERS)); seconds it may take to be healthy"
 	@echo "  SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) ROUNDS=$(ROUNDS)   for loadtest, compare, loadtest-ui ($(SCENARIOS))"
-	@echo "  BENCH_PROFILE=$(BENCH_PROFILE)   for bench ($(BENCH_PROFILES)): tiny is the minute-long smoke run"
+	@echo "  BENCH_PROFILE=$(BENCH_PROFILE)   for bench ($(BENCH_PROFILES)): tiny is the two-minute smoke run"
 
 # The directory is private to its owner; the file is readable so the container's
 # non-root user can read the bind-mounted secret.
@@ -128,7 +128,7 @@ loadtest-ui: $(SECRET_FILE) ## Locust master + LOCUST_WORKERS workers in compose
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
 	docker compose --profile loadtest rm --stop --force locust-master locust-worker
 
-bench: $(SECRET_FILE) $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep (~11 min)
+bench: $(SECRET_FILE) $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep (~12 min)
 	$(call one_of,BENCH_PROFILE,$(BENCH_PROFILE),$(BENCH_PROFILES))
 	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench
 

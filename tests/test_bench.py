@@ -26,6 +26,7 @@ def run(section: str, label: str, rps: float, round_no: int = 1, generator: floa
         "generator_threads": 1,
         "machine_busy_cores": 1.9,
         "cpu": {},
+        "busiest_worker_share": extra.get("share", math.nan),
     }
 
 
@@ -48,6 +49,26 @@ def test_proxy_tax_is_the_median_of_per_round_ratios_against_the_target():
     assert tax["gunicorn, Unix socket"]["ratio"] == pytest.approx(870 / 900)  # 0.99, 0.95, 0.967
     assert not tax["gunicorn, Unix socket"]["shipped"]
     assert "uwsgi, Unix socket" not in tax  # no runs, no row
+
+
+def test_a_round_where_one_worker_did_the_work_is_left_out_of_the_proxy_tax():
+    # Round 1: one gunicorn worker took every direct connection, so direct is low and the ratio flatters nginx.
+    runs = [
+        run("proxy-tax", "gunicorn direct", 1500, 1, share=0.98),
+        run("proxy-tax", "gunicorn nginx", 3000, 1, share=0.52),
+        run("proxy-tax", "gunicorn direct", 4000, 2, share=0.51),
+        run("proxy-tax", "gunicorn nginx", 3000, 2, share=0.50),
+        run("proxy-tax", "gunicorn direct", 4200, 3, share=0.55),
+        run("proxy-tax", "gunicorn nginx", 3150, 3, share=0.53),
+    ]
+    tax = report.proxy_tax(runs)["gunicorn"]
+    assert tax["ratio"] == pytest.approx(0.75)  # rounds 2 and 3 only; all three would give 0.75 .. 2.0
+    assert tax["uneven_rounds"] == [0]
+    assert not tax["met"]
+    # With every round lopsided there is nothing else to judge by: all of them count.
+    lopsided = [dict(r, busiest_worker_share=0.9) for r in runs]
+    assert report.proxy_tax(lopsided)["gunicorn"]["ratio"] == pytest.approx(0.75)
+    assert report.proxy_tax(lopsided)["gunicorn"]["uneven_rounds"] == [0, 1, 2]
 
 
 def test_ttfb_delta_compares_p50s_and_ignores_failed_requests():

@@ -109,7 +109,7 @@ FULL = Profile(
     server_endpoints=tuple(ENDPOINTS),
 )
 PROFILES = {
-    # About 11 minutes on 2 cores, once the images are built.
+    # About 12 minutes on 2 cores, once the images are built.
     "full": FULL,
     # Seconds of load, every section and code path once: CI's check that the command works.
     "tiny": replace(
