@@ -442,7 +442,7 @@ def cpu_per_request(runs: list[dict], nginx_service: str, app_service: str) -> d
 
     return {
         "generator": med(per_request(r, r["cpu"].get("loadgen", math.nan)) for r in runs),
-        "nginx": med(per_request(r, r["cpu"].get(nginx_service, 0.0)) for r in runs),
+        "nginx": med(per_request(r, r["cpu"].get(nginx_service, math.nan)) for r in runs),
         "app": med(per_request(r, r["cpu"].get(app_service, math.nan)) for r in runs),
         "other": med(per_request(r, r["machine_busy_cores"] - sum(r["cpu"].values())) for r in runs),
         "total": med(per_request(r, r["machine_busy_cores"]) for r in runs),
@@ -451,10 +451,10 @@ def cpu_per_request(runs: list[dict], nginx_service: str, app_service: str) -> d
 
 def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
     md = [
-        "Where the CPU went, in microseconds per request (medians): when the machine's cores are all busy, "
-        "throughput is the cores divided by this total, so the ratio above is roughly the direct total over "
-        "the nginx total. `other` is the host outside the containers: Docker's log and network plumbing and "
-        "the kernel's softirq work.\n"
+        "Where the CPU went, in microseconds per request (medians over every round): when the machine's "
+        "cores are all busy, throughput is the cores divided by this total, so within a round the ratio is "
+        "close to the direct total over the nginx total. `other` is the host outside the containers: Docker's "
+        "log and network plumbing and the kernel's softirq work.\n"
     ]
     costs: dict[str, dict[str, dict[str, float]]] = {}
     rows = []
@@ -486,9 +486,9 @@ def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
             f"In {len(lopsided)} of these runs ({', '.join(r['label'] + ' r' + str(r['round']) for r in lopsided)}) "
             f"one worker did {UNEVEN_SHARE:.0%} or more of the work. gunicorn's gthread worker keeps every "
             "kept-alive connection on the worker that accepted it, so when one worker happens to accept most of "
-            "wrk's 32 connections, its four threads contend for one GIL while the other worker idles: fewer "
-            "requests for more CPU each. Through nginx the upstream connections are recycled every 100 requests "
-            "(`keepalive_requests`), which spreads them again within seconds; straight to gunicorn nothing does. "
+            "wrk's connections, its threads contend for one GIL while the other worker idles: fewer requests for "
+            "more CPU each. Through nginx the upstream connections are recycled (`keepalive_requests`), which "
+            "spreads them again at full load; straight to gunicorn nothing does. "
             "Ratios marked * come from such a round; the ratio in the table is the median of the other rounds "
             "where there are any, since a lopsided round measures where connections landed, not nginx.\n"
         )
@@ -515,7 +515,8 @@ def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
             f"{via['nginx']:.0f} us per proxied request, and the app server {via['app']:.0f} us against "
             f"{direct['app']:.0f} us direct: on a machine where the generator, nginx and the app share "
             "the cores, every microsecond nginx spends is one the app does not get. To reach "
-            f"{PROXY_TAX_TARGET}, nginx would have to cost under {0.05 * direct['total']:.0f} us per request "
+            f"{PROXY_TAX_TARGET}, nginx would have to cost under "
+            f"{(1 / PROXY_TAX_TARGET - 1) * direct['total']:.0f} us per request "
             f"here; its own `return 200` costs {nginx_alone_us:.0f} us (section 4), the rest being the "
             "second socket pair through the kernel (TCP through Docker's bridge in the shipped stack) and the "
             f"upstream bookkeeping. {measured_fix}"
@@ -533,12 +534,17 @@ def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
                 else ""
             )
         )
+    unix_met = [s for s in SERVERS if tax.get(f"{s}, Unix socket", {}).get("met")]
+    unix_missed = [s for s in SERVERS if f"{s}, Unix socket" in tax and s not in unix_met]
     md.append(
         "\nWhat would meet the target: cores for nginx that the app cannot use (nginx on its own host or "
         "cpuset, the usual production shape, where the app server is the scarce resource), and a Unix socket "
-        "instead of TCP where nginx and the app server share a host. The stack ships TCP because a Unix "
-        "socket ties nginx to one app container through a shared volume: `--scale` would leave every "
-        "replica but one unreachable, and `make swap` and the DNS follower address the server by name."
+        "instead of TCP where nginx and the app server share a host"
+        + (f", which met it here for {' and '.join(unix_met)}" if unix_met else "")
+        + (f"{' but' if unix_met else ', which'} fell short for {' and '.join(unix_missed)}" if unix_missed else "")
+        + ". The stack ships TCP because a Unix socket ties nginx to the app containers through a shared "
+        "volume: `--scale` would leave every replica but the last to bind unreachable, and `make swap` and "
+        "the DNS follower address the server by name."
     )
     return "\n".join(md)
 
@@ -614,19 +620,23 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
             rows,
         )
     )
+    lopsided = [run for rs in paced.values() for run in rs if run["label"].startswith(ours) and uneven(run)]
     if behind:
+        md.append(f"\nOurs is behind {', '.join(behind)}.")
+    if behind and lopsided:
         md.append(
-            f"\nOurs is behind {', '.join(behind)}. Look at the busiest-worker column: at a steady, moderate rate "
-            "nginx reuses its most recently freed upstream connection first, so the few connections in use stay on "
-            "whichever gunicorn worker accepted them, and that worker's threads share one GIL while the other "
-            "worker idles. Where a round's share is near 1.0, its p99 is that of one process, not two. uWSGI, "
-            "which takes a new connection per request, stays at 0.50; so do sync workers, one request each. "
-            "Peak load uses every connection and evens the split (section 1's shares)."
+            f"In {len(lopsided)} of our steady-rate runs one gunicorn worker did {UNEVEN_SHARE:.0%} or more of "
+            "the work (the busiest-worker column). At a steady, moderate rate nginx reuses its most recently "
+            "freed upstream connection first, so the few connections in use stay on whichever gunicorn worker "
+            "accepted them, and that worker's threads share one GIL while the other worker idles: such a round's "
+            "p99 is that of one process, not two. uWSGI, which takes a new connection per request, and sync "
+            "workers, one request at a time each, split the work evenly; at full load every pooled connection is "
+            "in use and gunicorn's split evens out too (section 1's through-nginx shares)."
         )
     if streams:
         md.append(
             f"\n**Streaming under concurrency.** {streams['clients']} clients each open `{streams['path']}` at "
-            "once (a 1-second stream of four chunks), asking for gzip as browsers do, while one more client sends "
+            "once, asking for gzip as browsers do, while one more client sends "
             "`/plaintext` requests one after another. Time to the first decoded chunk tells whether streams "
             "start at once or queue behind each other; the `/plaintext` latency tells whether the streams starve "
             "everyone else.\n"
@@ -659,8 +669,16 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
                 rows,
             )
         )
+        all_streamed = all(
+            concurrent_summary(r)["streams_ok"] == streams["clients"] for r in streams["results"].values()
+        )
         md.append(
-            "\nEvery stack here streams: the app marks its streams `X-Accel-Buffering: no`, which any nginx "
+            (
+                "\nEvery stack here streams"
+                if all_streamed
+                else "\nNot every stack answered every stream (see the table)"
+            )
+            + ": the app marks its streams `X-Accel-Buffering: no`, which any nginx "
             "honours. What differs is how many streams run at once. A sync worker is held for a stream's whole "
             "length, so with one worker the streams run one after another and `/plaintext` waits behind them; "
             "gthread gives each stream a thread and the keep-alive pool keeps nginx's connections open.\n"
@@ -698,8 +716,8 @@ def ttfb_section(ttfb: dict, out_dir: Path, charts: list[str]) -> list[str]:
         )
     )
     md.append(
-        "\nThe generator here is one Python client sending one request at a time: it uses a fraction of a core "
-        "and is never the limit.\n"
+        "\nThe generator here is one Python client sending one request at a time; the same client times both "
+        "paths, so its own overhead cancels out of the difference.\n"
     )
     charts.append(chart_ttfb(deltas, out_dir))
     md.append(f"\n![ttfb]({charts[-1]})\n")
@@ -794,7 +812,7 @@ def generator_section(runs: list[dict], locust: dict | None) -> list[str]:
                 "peak figures above come from wrk."
                 if locust["generator_cores"] and locust["generator_cores"] >= GENERATOR_SATURATED
                 else "Locust was below a full core; the gap is the CPU it took from the servers on this shared "
-                "machine, several times wrk's."
+                f"machine, {locust['generator_cores'] / max(locust['wrk_generator_cores'], 0.01):.1f} times wrk's."
             )
             + "\n"
         )
