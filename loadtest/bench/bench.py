@@ -83,7 +83,7 @@ class Profile:
     concurrent_stream: str
     sweep_grid: tuple[tuple[int, int], ...]
     sweep_confirm_rounds: int
-    # Locust's run in the generator cross-check: it spends its first second or so starting users.
+    # Seconds of Locust in the generator cross-check; a 1 s run once sent nothing in CI's tiny bench.
     locust_s: int
     peer_endpoints: tuple[str, ...]
     # Per endpoint, the request rate every stack is compared at for p99: below the slowest peer's peak.
