@@ -137,17 +137,18 @@ def proxy_tax(runs: list[dict]) -> dict[str, dict]:
         if not paired:
             continue
         ratios = [via[k]["rps"] / direct[k]["rps"] for k in paired]
-        uneven_rounds = [k for k in paired if uneven(direct[k]) or uneven(via[k])]
-        even = [ratio for k, ratio in zip(paired, ratios, strict=True) if k not in uneven_rounds]
+        uneven_rounds = [i for i, k in enumerate(paired) if uneven(direct[k]) or uneven(via[k])]
+        even = [ratio for i, ratio in enumerate(ratios) if i not in uneven_rounds]
         ratio = med(even or ratios)
         result[name] = {
             "direct": med(r["rps"] for r in direct_runs),
             "nginx": med(r["rps"] for r in via_runs),
             "ratios": ratios,
-            "uneven_rounds": [paired.index(k) for k in uneven_rounds],
+            "uneven_rounds": uneven_rounds,
             "ratio": ratio,
             "met": ratio >= PROXY_TAX_TARGET,
             "shipped": name in SERVERS,
+            "direct_label": direct_label,
             "direct_runs": direct_runs,
             "nginx_runs": via_runs,
             "nginx_service": nginx_service,
@@ -463,8 +464,7 @@ def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
             how: cpu_per_request(t[f"{how}_runs"], t["nginx_service"], t["app_service"]) for how in ("direct", "nginx")
         }
         # The Unix-socket paths share their direct runs with the TCP ones: one row for those.
-        direct_label = PROXY_PATHS[name][0]
-        for how, label in (("direct", direct_label), ("nginx", f"{name}, through nginx")):
+        for how, label in (("direct", t["direct_label"]), ("nginx", f"{name}, through nginx")):
             if how == "direct" and any(row[0] == label for row in rows):
                 continue
             cost = costs[name][how]
