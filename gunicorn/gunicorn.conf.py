@@ -38,8 +38,9 @@ threads = shared.threads
 timeout = shared.request_timeout
 # SIGTERM lets in-flight requests finish for this long before workers are killed.
 graceful_timeout = shared.graceful_timeout
-# Idle keep-alive from nginx must outlive nginx's upstream keepalive_timeout (60 s in
-# nginx/pass-gunicorn.conf), so nginx always closes first and never reuses a dead socket (502).
+# Idle keep-alive from nginx must outlive nginx's upstream keepalive_timeout (60 s, in the
+# upstream block of nginx/nginx.conf.template), so nginx always closes first and never reuses a
+# dead socket (502).
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 
 # Recycle workers to bound slow leaks; jitter staggers restarts so the pool never empties at once.

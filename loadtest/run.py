@@ -350,7 +350,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--users", type=int, default=20)
     parse.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
     parse.add_argument("--duration", type=seconds, default="20s")
-    parse.add_argument("--warmup", default=None, help="left out of the figures (default: 10%% of the run, at most 5s)")
+    parse.add_argument(
+        "--warmup", type=seconds, default=None, help="left out of the figures (default: 10%% of the run, at most 5s)"
+    )
     parse.add_argument("--processes", type=int, default=1, help="Locust processes; one per free core")
     parse.add_argument("--max-p95-ms", type=float, default=None, help="override the scenario's p95 threshold")
     parse.add_argument("--max-fail-ratio", type=float, default=None, help="override the scenario's failure threshold")

@@ -34,13 +34,22 @@ export NGINX_WORKER_PROCESSES="${NGINX_WORKER_PROCESSES:-auto}"
 export NGINX_ACCESS_LOG="${NGINX_ACCESS_LOG:-/dev/stdout}"
 # nginx waits 5 s longer than the app server, whose timeout should be the one that fires.
 export NGINX_READ_TIMEOUT=$((REQUEST_TIMEOUT + 5))
-export NGINX_SERVER_NAMES="$(echo "$ALLOWED_HOSTS" | tr ',' ' ')"
+NGINX_SERVER_NAMES=$(echo "$ALLOWED_HOSTS" | tr ',' ' ')
+export NGINX_SERVER_NAMES
 
 mkdir -p "$NGINX_RUN_DIR"
+# Render next to the live config and let nginx check it; only a config that passes replaces
+# the live one and the files naming what it points at (follow-upstream.sh and `make swap` read
+# them), so a bad value leaves a running nginx and that state as they were.
+candidate=$(mktemp "$NGINX_RUN_DIR/nginx.conf.XXXXXX")
+trap 'rm -f "$candidate"' EXIT
 # Only these names are replaced; nginx's own $variables pass through untouched.
 envsubst '$NGINX_CONF_DIR $NGINX_LISTEN $NGINX_RUN_DIR $NGINX_WORKER_PROCESSES $NGINX_ACCESS_LOG
     $NGINX_READ_TIMEOUT $NGINX_SERVER_NAMES $APP_SERVER $APP_SERVER_ADDR $STATIC_ROOT $MAX_BODY_MB' \
-    <"$conf_dir/nginx.conf.template" >"$NGINX_RUN_DIR/nginx.conf"
+    <"$conf_dir/nginx.conf.template" >"$candidate"
+nginx -e stderr -t -q -c "$candidate" || fail "the rendered config failed nginx -t (above); nothing was changed"
+chmod 644 "$candidate"
+mv "$candidate" "$NGINX_RUN_DIR/nginx.conf"
 # What the config now points at, for follow-upstream.sh and for `make swap`.
 echo "$APP_SERVER" >"$NGINX_RUN_DIR/app-server"
 echo "$APP_SERVER_ADDR" >"$NGINX_RUN_DIR/upstream"

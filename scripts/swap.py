@@ -3,11 +3,13 @@
 1. start the target server next to the active one and wait until it is healthy (bounded);
 2. re-render nginx's config for the target inside the running nginx and reload it: the old
    workers finish their requests, the new ones send everything to the target;
-3. wait until nginx answers from the target, then stop the old server with SIGTERM, which
-   drains its in-flight requests (gunicorn natively, uWSGI through uwsgi.ini's hook).
+3. once nginx's old workers are gone (nothing can reach the old server any more) and nginx
+   answers from the target, stop the old server with SIGTERM, which drains what it still holds.
 
-If the target never becomes healthy, it is removed and the old server goes on serving. A
-swap started while another one runs is refused.
+If the target never becomes healthy, it is removed and the old server goes on serving. If
+nginx's old workers still hold requests after NGINX_OLD_WORKERS_WAIT seconds (nginx/reload.sh),
+the old server is left running, undrained, and the swap says so: `make swap TO=<target>` again
+finishes it. A swap started while another one runs is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ SERVERS = ("gunicorn", "uwsgi")
 PROFILES = ("--profile", "gunicorn", "--profile", "uwsgi")
 # The rendered config and the active server live in nginx's tmpfs (nginx/render.sh).
 NGINX_RUN_DIR = "/tmp/nginx"
+
+
+# nginx/reload.sh's exit code when nginx's old workers outlive its wait.
+OLD_WORKERS_REMAIN = 3
 
 
 class SwapError(RuntimeError):
@@ -89,7 +95,7 @@ def swap(target: str, port: str, timeout: float) -> str:
     with only_one_swap():
         current = active_server()
         if current == target:
-            step(f"{target} is already active; nothing to do")
+            finish_previous(target)
             return target
         step(f"active: {current}; starting {target} next to it")
         record_event("start", target)
@@ -106,21 +112,53 @@ def swap(target: str, port: str, timeout: float) -> str:
             )
         step(f"{target} is healthy; pointing nginx at it and reloading gracefully")
         record_event("cutover", target)
-        compose(
-            "exec", "-T", "-e", f"APP_SERVER={target}", "-e", f"APP_SERVER_ADDR={target}:8000",
-            "nginx", "/etc/nginx/stack/reload.sh",
-        )  # fmt: skip
+        point_nginx_at(target, current)
         deadline = time.monotonic() + 30
         while answering_server(port) != target:
             if time.monotonic() > deadline:
                 raise SwapError(f"nginx still does not answer from {target} 30s after the reload")
             time.sleep(0.2)
-        step(f"nginx answers from {target}; draining and stopping {current}")
-        compose("stop", current, timeout=120)
-        compose("rm", "--force", current)
+        stop_old(current)
         record_event("done", target)
         step(f"done: {target} is active")
         return target
+
+
+def point_nginx_at(target: str, old: str) -> None:
+    """Re-render nginx for target and reload; returns once no nginx worker can reach old."""
+    env = [f"APP_SERVER={target}", f"APP_SERVER_ADDR={target}:8000"]
+    if "NGINX_OLD_WORKERS_WAIT" in os.environ:
+        env.append(f"NGINX_OLD_WORKERS_WAIT={os.environ['NGINX_OLD_WORKERS_WAIT']}")
+    done = compose(
+        "exec", "-T", *(arg for pair in env for arg in ("-e", pair)), "nginx", "/etc/nginx/stack/reload.sh",
+        check=False,
+    )  # fmt: skip
+    if done.returncode == OLD_WORKERS_REMAIN:
+        raise SwapError(
+            f"nginx sends every new request to {target}, but its old workers still hold requests to {old}, "
+            f"so {old} was left running and was not drained. Once those requests are done, "
+            f"`make swap TO={target}` again stops it.\n{done.stderr.strip()}"
+        )
+    if done.returncode != 0:
+        raise SwapError(f"reloading nginx for {target} failed; nothing was stopped:\n{done.stderr.strip()[-2000:]}")
+
+
+def stop_old(old: str) -> None:
+    step(f"nginx has let go of {old}; draining and stopping it")
+    compose("stop", old, timeout=120)
+    compose("rm", "--force", old)
+
+
+def finish_previous(target: str) -> None:
+    """The target is active; stop the other server if an aborted swap left it running."""
+    (other,) = (server for server in SERVERS if server != target)
+    if not compose("ps", "--quiet", other, check=False).stdout.strip():
+        step(f"{target} is already active; nothing to do")
+        return
+    step(f"{target} is active and {other} still runs (a swap did not finish); finishing it")
+    point_nginx_at(target, other)
+    stop_old(other)
+    step(f"done: {target} is active")
 
 
 def main(argv: list[str]) -> int:

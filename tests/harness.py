@@ -19,10 +19,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from stack.healthcheck import status_of
 from swap import answering_server, record_event
 
@@ -65,6 +67,14 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
+
+
+def burst(fetch: Callable[[], int], count: int) -> list[Future[int]]:
+    """`count` calls of fetch (a request giving back its status) at once, each on its own thread."""
+    pool = ThreadPoolExecutor(count)
+    futures = [pool.submit(fetch) for _ in range(count)]
+    pool.shutdown(wait=False)
+    return futures
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
@@ -162,7 +172,13 @@ class LocalStack:
         return "\n".join(logs)
 
     def app_pid(self) -> int:
-        return self.processes["app"].pid
+        """The app server's master: the process started here, except that uWSGI's entrypoint
+        runs it under uwsgi/supervise.py, whose one child it is."""
+        started = psutil.Process(self.processes["app"].pid)
+        if self.server != "uwsgi":
+            return started.pid
+        wait_until(lambda: bool(started.children()), 10, "supervise.py to start the uWSGI master")
+        return started.children()[0].pid
 
     def answering_server(self) -> str | None:
         return answering_server(str(self.nginx_port))
@@ -190,7 +206,7 @@ class LocalStack:
 
         wait_until(target_ready, 60, f"{target} to answer /readyz on port {port}")
         record_event("cutover", target, events)
-        subprocess.run([str(ROOT / "nginx" / "reload.sh")], env=env, check=True, capture_output=True, timeout=30)
+        subprocess.run([str(ROOT / "nginx" / "reload.sh")], env=env, check=True, capture_output=True, timeout=60)
         wait_until(lambda: self.answering_server() == target, 30, f"nginx to answer from {target}")
         old = self.processes["app"]
         stop_process(old, signal.SIGTERM, 60)

@@ -101,6 +101,7 @@ def test_queries_returns_n_rows(client, n):
         "/events?count=x",
         "/slow?ms=-1",
         "/slow?ms=999999",
+        "/slow?ms=2001",
     ],
 )
 def test_bad_parameters_get_400_json(client, url):
@@ -108,6 +109,16 @@ def test_bad_parameters_get_400_json(client, url):
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
     assert "error" in response.json()
+
+
+def test_slow_is_bounded_by_slow_max_ms(client):
+    from django.test import override_settings
+
+    refused = client.get("/slow?ms=2001")
+    assert refused.json() == {"error": "ms must be at most SLOW_MAX_MS=2000, got 2001"}
+    with override_settings(SLOW_MAX_MS=10):
+        assert client.get("/slow?ms=10").status_code == 200
+        assert client.get("/slow?ms=11").status_code == 400
 
 
 def test_stream_yields_chunks_of_the_requested_size(client):

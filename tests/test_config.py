@@ -75,6 +75,12 @@ def test_gunicorn_keepalive_outlives_nginx_upstream_keepalive(gunicorn_conf):
         re.search(r"upstream app_server \{.*?keepalive_timeout (\d+)s;", NGINX_TEMPLATE, re.DOTALL).group(1)
     )
     assert gunicorn_conf["keepalive"] > nginx_idle
+    # The comment beside the setting names the file and the value it depends on, correctly.
+    comment = (ROOT / "gunicorn" / "gunicorn.conf.py").read_text()
+    cited = re.search(r"keepalive_timeout \((\d+) s, in the\s+# upstream block of (\S+)\)", comment)
+    assert cited, "gunicorn.conf.py no longer says where nginx's upstream keepalive_timeout lives"
+    assert int(cited.group(1)) == nginx_idle
+    assert (ROOT / cited.group(2)).read_text() == NGINX_TEMPLATE
 
 
 def test_gunicorn_worker_class_streams_and_keeps_alive(gunicorn_conf):

@@ -28,9 +28,10 @@ def run_scenario(base_url: str, results: Path, scenario: str, *extra: str) -> tu
 
 def test_throughput_run_writes_its_files_and_passes(stack, tmp_path):
     code, summary, out, console = run_scenario(
-        stack.base_url, tmp_path, "throughput", "--users", "8", "--duration", "6s"
+        stack.base_url, tmp_path, "throughput", "--users", "8", "--duration", "6s", "--warmup", "1s"
     )
     assert code == 0, console
+    assert summary["warmup_s"] == 1.0
     assert out.name.endswith(f"-{stack.server}-throughput")
     for name in ("locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv", "locust.html"):
         assert (out / name).stat().st_size > 0, name
@@ -83,10 +84,10 @@ def test_an_unknown_scenario_lists_the_known_ones(tmp_path):
     assert "known scenarios: throughput, streaming" in done.stderr
 
 
-@pytest.mark.parametrize("duration", ["ten", "5x"])
-def test_a_bad_duration_is_refused(duration):
+@pytest.mark.parametrize(("option", "duration"), [("--duration", "ten"), ("--duration", "5x"), ("--warmup", "1x")])
+def test_a_bad_duration_is_refused(option, duration):
     done = subprocess.run(
-        [*RUN, "throughput", "--host", "http://127.0.0.1:9", "--duration", duration],
+        [*RUN, "throughput", "--host", "http://127.0.0.1:9", option, duration],
         capture_output=True,
         text=True,
     )

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Start uWSGI the same way in the container and in the tests. uWSGI leaves an unset $(VAR)
-# as literal text, so the shared settings are checked first, then exec: uWSGI gets the signals.
+# as literal text, so the shared settings are checked first. supervise.py gets the signals:
+# it turns SIGTERM into "serve the listen queue, then stop gracefully" (see its docstring).
 set -eu
 cd "$(dirname "$0")/../app"
 python -m stack.server_env
 python manage.py prepare_db
-exec uwsgi --ini ../uwsgi/uwsgi.ini
+exec python ../uwsgi/supervise.py uwsgi --ini ../uwsgi/uwsgi.ini

@@ -89,6 +89,10 @@ STORAGES = {
 # The app servers' request budget (.env); unset outside them, which turns the watchdog off.
 REQUEST_TIMEOUT = env_int("REQUEST_TIMEOUT", None, 1, 3600) if os.environ.get("REQUEST_TIMEOUT") else None
 
+# The longest /slow may sleep (.env): drills need seconds, and a production stack gives no
+# client a way to hold a thread for minutes (8 such requests fill the shipped 2 x 4).
+SLOW_MAX_MS = env_int("SLOW_MAX_MS", 2000, 0, 3_600_000)
+
 # nginx rejects larger bodies with 413 first; the app enforces the same cap for direct callers.
 MAX_BODY_MB = env_int("MAX_BODY_MB", 10, 1, 1024)
 
