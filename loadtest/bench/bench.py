@@ -6,6 +6,10 @@ results/bench/raw.json, report.md and PNG charts (loadtest/bench/report.py). Eve
 the CPU each container used, read from its cgroup, so the report can say whether the load
 generator was the bottleneck. The containers are removed at the end, their volume too.
 
+A measurement that fails (a wrk run, a probe, a CPU reading, a whole section) does not end the run:
+it is recorded with its reason (raw.json's "missing"), the report marks its cell "n/a: <reason>",
+and the exit code is 3 with a last line listing what is missing; a complete run exits 0.
+
     python loadtest/bench/bench.py [--profile full|tiny] [--results-dir DIR]
 """
 
@@ -19,7 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -68,6 +72,14 @@ BACKENDS = {
 PEER_BACKENDS = {8081: "peer-gunicorn-defaults", 8082: "peer-gunicorn-template", 8083: "peer-uwsgi-defaults"}
 # The naive peer's own proxy tax: gunicorn's defaults straight, and behind its bare proxy_pass.
 NAIVE_DIRECT, NAIVE_VIA_NGINX = "http://peer-gunicorn-defaults:8000", PEERS["peer: gunicorn defaults"]
+# Every process's /proc/PID/stat, one line each, under the directory given as $1 (/proc in a container).
+# Processes come and go while the files are read (a container's health check starts one every few
+# seconds): cat skips a file that vanished between the glob and its read and goes on to the next, then
+# exits 1. That status alone is what churn looks like, so it counts as success; any other (cat missing,
+# killed) is still an error. The reading sh is among the lines; parse_proc_stat leaves it out.
+PROC_STAT_SCRIPT = 'cat "$1"/[0-9]*/stat 2>/dev/null || [ $? -eq 1 ]'
+# The exit code of a run that wrote its report but could not measure everything (0: complete).
+INCOMPLETE = 3
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,28 @@ def read_cpu_ns(path: Path) -> int:
     return int(text)
 
 
+def parse_proc_stat(text: str) -> dict[str, int]:
+    """CPU clock ticks (user + system) per app worker from /proc/PID/stat lines.
+
+    Workers are the leaves of the process tree: that leaves out gunicorn's master (pid 1), uWSGI's
+    supervise.py (pid 1) and master (its child, the workers' parent), and what `docker exec` starts
+    (the reading sh and its cat, a health check), whose parent is outside the container (ppid 0).
+    """
+    processes = {}
+    for line in text.splitlines():
+        pid, rest = line.split(" ", 1)
+        # comm may hold spaces; after it come state, ppid, ..., utime and stime (the 12th and 13th).
+        comm, after = rest[1:].rsplit(")", 1)
+        fields = after.split()
+        processes[pid] = (comm, fields[1], int(fields[11]) + int(fields[12]))
+    parents = {ppid for _, ppid, _ in processes.values()}
+    return {
+        pid: ticks
+        for pid, (comm, ppid, ticks) in processes.items()
+        if pid != "1" and ppid != "0" and pid not in parents and comm not in ("sh", "cat")
+    }
+
+
 def machine_busy_jiffies() -> tuple[int, int]:
     """(busy, total) clock ticks over all cores since boot, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -249,16 +283,57 @@ class Run:
     generator_threads: int
     # The busiest app worker's share of all workers' CPU (0.5 is even with two); NaN if unknown.
     busiest_worker_share: float
+    # Readings this run could not take, with the reason: "CPU" (containers' and machine's), "worker CPU".
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Missing:
+    """A measurement step that failed: a wrk run, a probe, a CPU reading, or a whole section."""
+
+    section: str
+    label: str
+    round: int | None
+    what: str
+    reason: str
+
+    def describe(self) -> str:
+        where = " ".join(x for x in (self.section, self.label, f"r{self.round}" if self.round else "") if x)
+        return f"{where} ({self.what}): {report.one_line(self.reason, 200)}"
 
 
 class Bench:
-    def __init__(self, profile: Profile, results_dir: Path) -> None:
+    def __init__(self, profile: Profile, results_dir: Path, containers: Containers | None = None) -> None:
         self.profile = profile
         self.results_dir = results_dir
-        self.containers = Containers()
+        self.containers = containers or Containers()
         self.runs: list[Run] = []
         self.extra: dict[str, object] = {}
         self.warmed: set[tuple[str, str]] = set()
+        self.missing: list[Missing] = []
+
+    @contextmanager
+    def step(self, section: str, label: str = "", round_no: int | None = None, what: str = "run") -> Iterator[None]:
+        """One measurement step. If it fails, the failure is recorded with its reason and the bench goes on.
+
+        The one place a failure is caught: every wrk run, probe, CPU reading and section runs inside a
+        step, so one failed measurement costs its own cell of the report (marked n/a with the reason),
+        never the run. The report is written from what was measured; main() then exits INCOMPLETE.
+        """
+        try:
+            yield
+        except Exception as exc:  # whatever went wrong, the rest of the run is still worth having
+            missing = Missing(section, label, round_no, what, f"{type(exc).__name__}: {exc}".strip())
+            self.missing.append(missing)
+            print(f"  n/a        {missing.describe()}", flush=True)
+
+    def missing_in(self, section: str, label: str, round_no: int | None) -> dict[str, str]:
+        """What failed so far within one run's steps (its CPU readings), by what: the run keeps the reasons."""
+        return {
+            m.what: m.reason
+            for m in self.missing
+            if (m.section, m.label, m.round) == (section, label, round_no) and m.what != "run"
+        }
 
     # --- measuring -------------------------------------------------------------------
     @staticmethod
@@ -270,17 +345,13 @@ class Bench:
             return PEER_BACKENDS[parts.port or 80]
         return BACKENDS.get(host, (host,))[0]
 
-    def worker_ticks(self, service: str) -> dict[str, int]:
+    def worker_ticks(self, service: str, proc: str = "/proc") -> dict[str, int]:
         """CPU clock ticks per worker process of an app server (its pid 1, the master, left out)."""
-        out = self.containers.exec(service, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null", timeout=30)
-        ticks = {}
-        for line in out.splitlines():
-            pid, rest = line.split(" ", 1)
-            fields = rest.rsplit(")", 1)[1].split()
-            # comm may hold spaces; after it, utime and stime are the 12th and 13th fields.
-            if pid != "1" and "(sh)" not in rest and "(cat)" not in rest:
-                ticks[pid] = int(fields[11]) + int(fields[12])
-        return ticks
+        out = self.containers.exec(service, "sh", "-c", PROC_STAT_SCRIPT, "sh", proc, timeout=30)
+        if not out.strip():
+            # The reading sh's own line is always there when the script works at all.
+            raise RuntimeError(f"no {proc}/PID/stat could be read in {service}")
+        return parse_proc_stat(out)
 
     def focus(self, *urls: str) -> None:
         services = {"loadgen"}
@@ -302,23 +373,54 @@ class Bench:
         mix: list[str] | None = None,
         threads: int = 1,
         pace_rps: int | None = None,
+    ) -> Run | None:
+        """One wrk run, recorded in self.runs; None (and the reason in self.missing) if it could not be measured."""
+        with self.step(section, label, round_no):
+            return self._measure(section, label, url, round_no, host, mix, threads, pace_rps)
+        return None
+
+    def _measure(
+        self,
+        section: str,
+        label: str,
+        url: str,
+        round_no: int,
+        host: str,
+        mix: list[str] | None,
+        threads: int,
+        pace_rps: int | None,
     ) -> Run:
         self.focus(url)
         if (section, url) not in self.warmed and self.profile.warmup_s:
             self._wrk_json(url, host, self.profile.warmup_s, mix, threads, pace_rps)
             self.warmed.add((section, url))
         app = self.app_service(url)
-        app_before = self.worker_ticks(app) if app in self.containers.ids else {}
-        before_cpu, before_machine = self.containers.cpu_ns(), machine_busy_jiffies()
+        # The CPU readings around the run: any of them failing leaves its figures NaN, not the run lost.
+        app_before: dict[str, int] = {}
+        app_after: dict[str, int] = {}
+        before = after = None
+        if app in self.containers.ids:
+            with self.step(section, label, round_no, "worker CPU"):
+                app_before = self.worker_ticks(app)
+        with self.step(section, label, round_no, "CPU"):
+            before = self.containers.cpu_ns(), machine_busy_jiffies()
         summary = self._wrk_json(url, host, self.profile.duration_s, mix, threads, pace_rps)
-        after_cpu, after_machine = self.containers.cpu_ns(), machine_busy_jiffies()
-        app_after = self.worker_ticks(app) if app_before else {}
+        if before is not None:
+            with self.step(section, label, round_no, "CPU"):
+                after = self.containers.cpu_ns(), machine_busy_jiffies()
+        if app_before:
+            with self.step(section, label, round_no, "worker CPU"):
+                app_after = self.worker_ticks(app)
         # How evenly the app server's workers shared the work: the busiest one's share of their CPU.
         worker_cpu = [app_after[pid] - app_before[pid] for pid in app_after if pid in app_before]
         busiest = max(worker_cpu) / sum(worker_cpu) if len(worker_cpu) > 1 and sum(worker_cpu) else math.nan
         seconds = summary["duration_us"] / 1e6
-        cpu = {s: (after_cpu[s] - before_cpu[s]) / 1e9 / seconds for s in after_cpu if s in before_cpu}
-        ticks = os.sysconf("SC_CLK_TCK")
+        cpu: dict[str, float] = {}
+        machine_busy = math.nan
+        if before is not None and after is not None:
+            (before_cpu, before_machine), (after_cpu, after_machine) = before, after
+            cpu = {s: (after_cpu[s] - before_cpu[s]) / 1e9 / seconds for s in after_cpu if s in before_cpu}
+            machine_busy = (after_machine[0] - before_machine[0]) / os.sysconf("SC_CLK_TCK") / seconds
         errors = summary["errors"]
         latency = summary["latency_us"]
         run = Run(
@@ -337,10 +439,11 @@ class Bench:
             p99_ms=latency["p99"] / 1000,
             max_ms=latency["max"] / 1000,
             cpu=cpu,
-            machine_busy_cores=(after_machine[0] - before_machine[0]) / ticks / seconds,
+            machine_busy_cores=machine_busy,
             generator_cores=cpu.get("loadgen", float("nan")),
             generator_threads=threads,
             busiest_worker_share=busiest,
+            missing=self.missing_in(section, label, round_no),
         )
         self.runs.append(run)
         print(
@@ -415,31 +518,33 @@ class Bench:
                     label = f"{name} {endpoint}@{rate}"
                     self.wrk("peers-paced", label, base + ENDPOINTS[endpoint], round_no, pace_rps=rate)
         streams: dict[str, object] = {}
-        for name, base in stacks.items():
-            # Enough time for the slowest peer to serve every stream one after another.
-            result = self.probe(
-                "concurrent",
-                base + self.profile.concurrent_stream,
-                "--clients",
-                str(self.profile.concurrent_streams),
-                "--probe-url",
-                base + "/plaintext",
-                "--seconds",
-                "40",
-                timeout=120,
-            )
-            streams[name] = result
-            summary = report.concurrent_summary(result)
-            print(
-                f"  streams    {name:<34} first chunk p50 {summary['first_p50_ms']:7.0f} ms, "
-                f"max {summary['first_max_ms']:7.0f} ms; /plaintext meanwhile p50 {summary['probe_p50_ms']:7.1f} ms",
-                flush=True,
-            )
         self.extra["concurrent_streams"] = {
             "clients": self.profile.concurrent_streams,
             "path": self.profile.concurrent_stream,
             "results": streams,
         }
+        for name, base in stacks.items():
+            with self.step("streams", name, what="probe"):
+                # Enough time for the slowest peer to serve every stream one after another.
+                result = self.probe(
+                    "concurrent",
+                    base + self.profile.concurrent_stream,
+                    "--clients",
+                    str(self.profile.concurrent_streams),
+                    "--probe-url",
+                    base + "/plaintext",
+                    "--seconds",
+                    "40",
+                    timeout=120,
+                )
+                streams[name] = result
+                summary = report.concurrent_summary(result)
+                print(
+                    f"  streams    {name:<34} first chunk p50 {summary['first_p50_ms']:7.0f} ms, "
+                    f"max {summary['first_max_ms']:7.0f} ms; /plaintext meanwhile p50 "
+                    f"{summary['probe_p50_ms']:7.1f} ms",
+                    flush=True,
+                )
 
     def ceilings(self) -> None:
         print("4. Ceilings: nginx alone, a WSGI hello-world on each server", flush=True)
@@ -456,58 +561,68 @@ class Bench:
         path = f"/stream?chunks=2&interval_ms={self.profile.stream_interval_ms}"
         pairs = {s: {"direct": DIRECT[s] + path, "nginx": VIA_NGINX[s] + path} for s in SERVERS}
         urls = [url for pair in pairs.values() for url in pair.values()]
-        result = self.probe("ttfb", *urls, "--requests", str(self.profile.ttfb_requests), timeout=600)
-        ttfb = {"path": path, "interval_ms": self.profile.stream_interval_ms, "urls": pairs, "results": result}
-        self.extra["ttfb"] = ttfb
-        for server, d in report.ttfb_deltas(ttfb).items():
-            print(
-                f"  ttfb       {server:<10} direct p50 {d['direct']['p50']:.2f} ms, "
-                f"nginx p50 {d['nginx']['p50']:.2f} ms",
-                flush=True,
-            )
+        with self.step("ttfb", what="probe"):
+            result = self.probe("ttfb", *urls, "--requests", str(self.profile.ttfb_requests), timeout=600)
+            ttfb = {"path": path, "interval_ms": self.profile.stream_interval_ms, "urls": pairs, "results": result}
+            self.extra["ttfb"] = ttfb
+            for server, d in report.ttfb_deltas(ttfb).items():
+                print(
+                    f"  ttfb       {server:<10} direct p50 {d['direct']['p50']:.2f} ms, "
+                    f"nginx p50 {d['nginx']['p50']:.2f} ms",
+                    flush=True,
+                )
 
     def sweep(self) -> None:
         print("6. Workers x threads sweep (mixed endpoints, through nginx)", flush=True)
         defaults = (int(dotenv("APP_WORKERS")), int(dotenv("APP_THREADS")))
+        self.extra["sweep_defaults"] = list(defaults)
         for server in SERVERS:
             scores: dict[tuple[int, int], float] = {}
             for workers, threads in self.profile.sweep_grid:
-                scores[(workers, threads)] = self._sweep_point(server, workers, threads, round_no=1).rps
-            best = max(scores, key=lambda point: scores[point])
+                run = self._sweep_point(server, workers, threads, round_no=1)
+                if run is not None:
+                    scores[(workers, threads)] = run.rps
+            best = max(scores, key=lambda point: scores[point], default=defaults)
             # The grid ran each point once; the defaults and the best point get more, alternately.
             if best != defaults:
                 for round_no in range(2, 2 + self.profile.sweep_confirm_rounds):
                     for workers, threads in (defaults, best):
                         self._sweep_point(server, workers, threads, round_no)
             self._sweep_point(server, *defaults, round_no=0, restore=True)
-        self.extra["sweep_defaults"] = list(defaults)
 
     def _sweep_point(self, server: str, workers: int, threads: int, round_no: int, restore: bool = False) -> Run | None:
-        env = {"APP_WORKERS": str(workers), "APP_THREADS": str(threads)}
-        self.focus(VIA_NGINX[server])
-        compose("up", "--detach", "--no-deps", server, env=env)
-        self.containers.refresh()
-        ready = self.probe(
-            "ready",
-            VIA_NGINX[server] + "/readyz",
-            "--instance",
-            self.containers.hostname(server),
-            "--timeout",
-            "90",
-            timeout=120,
-        )
-        if not ready["ready"]:
-            raise RuntimeError(f"{server} with {workers} x {threads} never answered through nginx: {ready['last']}")
-        if restore:
-            return None
-        self.warmed.discard(("sweep", VIA_NGINX[server]))
+        """Restart the server with this many workers and threads, then measure it (unless restoring the defaults)."""
         label = f"{server} {workers}x{threads}"
-        return self.wrk("sweep", label, VIA_NGINX[server], round_no, mix=SWEEP_MIX)
+        with self.step("sweep", label, round_no or None, "restore" if restore else "run"):
+            env = {"APP_WORKERS": str(workers), "APP_THREADS": str(threads)}
+            self.focus(VIA_NGINX[server])
+            compose("up", "--detach", "--no-deps", server, env=env)
+            self.containers.refresh()
+            ready = self.probe(
+                "ready",
+                VIA_NGINX[server] + "/readyz",
+                "--instance",
+                self.containers.hostname(server),
+                "--timeout",
+                "90",
+                timeout=120,
+            )
+            if not ready["ready"]:
+                raise RuntimeError(f"{server} with {workers} x {threads} never answered through nginx: {ready['last']}")
+            if restore:
+                return None
+            self.warmed.discard(("sweep", VIA_NGINX[server]))
+            return self.wrk("sweep", label, VIA_NGINX[server], round_no, mix=SWEEP_MIX)
+        return None
 
     def generator_check(self) -> None:
         print("7. Load generator cross-check: Locust against wrk, the same target", flush=True)
         url = VIA_NGINX["gunicorn"]
         wrk_run = self.wrk("generator", "wrk (1 thread)", url + "/plaintext", 1)
+        with self.step("generator", "locust"):
+            self._locust(url, wrk_run)
+
+    def _locust(self, url: str, wrk_run: Run | None) -> None:
         self.focus(url)
         seconds = self.profile.locust_s
         before_cpu, before_machine = self.containers.cpu_ns(), machine_busy_jiffies()
@@ -539,10 +654,11 @@ class Bench:
             "failures": sum(entry["num_failures"] for entry in stats),
             "rps": requests / span,
             # The container's CPU over the whole exec, Python's start-up included: an upper bound.
-            "generator_cores": (after_cpu["loadgen"] - before_cpu["loadgen"]) / 1e9 / wall,
+            "generator_cores": (after_cpu.get("loadgen", math.nan) - before_cpu.get("loadgen", math.nan)) / 1e9 / wall,
             "machine_busy_cores": (after_machine[0] - before_machine[0]) / os.sysconf("SC_CLK_TCK") / wall,
-            "wrk_rps": wrk_run.rps,
-            "wrk_generator_cores": wrk_run.generator_cores,
+            # NaN when wrk's run in this section failed (its reason is in the missing list).
+            "wrk_rps": wrk_run.rps if wrk_run else math.nan,
+            "wrk_generator_cores": wrk_run.generator_cores if wrk_run else math.nan,
         }
         locust = self.extra["locust"]
         print(f"  locust     {locust['rps']:8.0f} req/s, generator {locust['generator_cores']:.2f} cores", flush=True)
@@ -558,6 +674,8 @@ class Bench:
             "elapsed_s": time.monotonic() - started,
             "runs": [asdict(run) for run in self.runs],
             **self.extra,
+            # Every step that failed, with its reason: the report marks these cells n/a.
+            "missing": [asdict(m) for m in self.missing],
         }
         (self.results_dir / "raw.json").write_text(json.dumps(data, indent=1))
         return report.write_report(data, self.results_dir)
@@ -625,12 +743,13 @@ def bench_stack(build: bool) -> Iterator[None]:
         compose("down", "--volumes", "--remove-orphans", "--timeout", "10")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Run every section and write the report; 0 when everything was measured, INCOMPLETE otherwise."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--results-dir", type=Path, default=REPO / "results" / "bench")
     parser.add_argument("--no-build", action="store_true", help="use the images as they are")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
     if not (REPO / ".secrets" / "django_secret_key").is_file():
         sys.exit("bench.py: .secrets/django_secret_key is missing; `make bench` (or `make up`) generates it")
@@ -639,19 +758,29 @@ def main() -> None:
         bench = Bench(profile, args.results_dir)
         if not all(bench.containers.counters.values()):
             print("warning: no cgroup CPU counters readable here; CPU columns will be empty", file=sys.stderr)
-        for section in (
-            bench.proxy_tax,
-            bench.servers,
-            bench.peers,
-            bench.ceilings,
-            bench.ttfb,
-            bench.generator_check,
-            bench.sweep,
-        ):
-            section()
+        sections = {
+            "proxy-tax": bench.proxy_tax,
+            "servers": bench.servers,
+            "peers": bench.peers,
+            "ceilings": bench.ceilings,
+            "ttfb": bench.ttfb,
+            "generator": bench.generator_check,
+            "sweep": bench.sweep,
+        }
+        for name, section in sections.items():
+            with bench.step(name, what="section"):
+                section()
         path = bench.write(args.profile, started)
     print(f"\nReport: {path}  ({time.monotonic() - started:.0f} s)")
+    if bench.missing:
+        print(
+            f"Incomplete run: {len(bench.missing)} measurement(s) missing (n/a in the report): "
+            + "; ".join(m.describe() for m in bench.missing),
+            flush=True,
+        )
+        return INCOMPLETE
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

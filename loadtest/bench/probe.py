@@ -107,7 +107,8 @@ def timed_get(url: str) -> Timing:
             if timing.arrivals_ms:
                 timing.first_byte_ms = timing.arrivals_ms[0]
                 timing.total_ms = timing.arrivals_ms[-1]
-    except OSError as exc:
+    except (OSError, ValueError, IndexError, zlib.error) as exc:
+        # A refused connection or a malformed answer is one failed request, counted as such: not the probe's end.
         timing.error = f"{type(exc).__name__}: {exc}"
     return timing
 
@@ -171,7 +172,7 @@ def wait_ready(url: str, instance: str, timeout_s: float) -> dict:
             conn.close()
             last = f"{response.status} from {response.getheader('X-App-Instance')}"
             ok = response.status == 200 and response.getheader("X-App-Instance") == instance
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             last, ok = f"{type(exc).__name__}: {exc}", False
         in_a_row = in_a_row + 1 if ok else 0
         if not ok:

@@ -73,22 +73,29 @@ def by_label(runs: list[dict], section: str) -> dict[str, list[dict]]:
 
 def generator_note(runs: list[dict]) -> str:
     """The generator's CPU (median, in cores) and whether it may have been the bottleneck."""
-    cores = [r["generator_cores"] for r in runs if not math.isnan(r["generator_cores"])]
-    if not cores:
-        return "n/a"
-    worst = max(c / r["generator_threads"] for c, r in zip(cores, runs, strict=False))
+    # Each reading stays paired with its own run's thread count: pair first, then leave out the unread.
+    paired = [(r["generator_cores"], r["generator_threads"]) for r in runs]
+    measured = [(cores, threads) for cores, threads in paired if not math.isnan(cores)]
+    if not measured:
+        return reading_missing(runs, "CPU")
+    worst = max(cores / threads for cores, threads in measured)
     flag = "**yes**" if worst >= GENERATOR_SATURATED else "no"
-    return f"{med(cores):.2f} ({flag})"
+    return f"{med(cores for cores, _ in measured):.2f} ({flag})"
 
 
 def machine_note(runs: list[dict]) -> str:
-    return f"{med(r['machine_busy_cores'] for r in runs):.2f}"
+    busy = med(r["machine_busy_cores"] for r in runs)
+    return reading_missing(runs, "CPU") if math.isnan(busy) else f"{busy:.2f}"
 
 
 def worker_shares(runs: list[dict]) -> str:
     """The busiest app worker's share of the workers' CPU in each run: 0.50 is an even split of two."""
-    shares = [r.get("busiest_worker_share", math.nan) for r in runs]
-    return ", ".join("-" if math.isnan(x) else f"{x:.2f}" for x in shares)
+    cells = []
+    for r in runs:
+        share = r.get("busiest_worker_share", math.nan)
+        reason = r.get("missing", {}).get("worker CPU")
+        cells.append(f"{share:.2f}" if not math.isnan(share) else na(reason) if reason else "-")
+    return ", ".join(cells)
 
 
 UNEVEN_SHARE = 0.75
@@ -96,6 +103,81 @@ UNEVEN_SHARE = 0.75
 
 def failures(runs: list[dict]) -> int:
     return sum(r["errors"] + r["non_2xx"] for r in runs)
+
+
+def nanmax(values: Iterable[float]) -> float:
+    return max((v for v in values if not math.isnan(v)), default=math.nan)
+
+
+# --- what could not be measured --------------------------------------------------------------
+# bench.py records every failed step in data["missing"] (section, label, round, what, reason), and
+# the report marks the cell that step would have filled "n/a: <reason>" instead of a number.
+# Steps with a section name of their own, inside a section bench.py runs under another name:
+PARENT_SECTION = {"peers-paced": "peers", "streams": "peers"}
+
+
+def one_line(reason: str, limit: int) -> str:
+    """A reason on one line, at most limit characters: a long one keeps its start (what failed) and its
+    end (the error's last words), the middle elided."""
+    text = " ".join(reason.split()) or "no reason recorded"
+    if len(text) > limit:
+        head = limit // 2
+        text = text[:head] + " [...] " + text[-(limit - head - 7) :]
+    return text
+
+
+def short(reason: str, limit: int = 160) -> str:
+    """A reason cut to a table cell's length, with no | to break the table."""
+    return one_line(reason, limit).replace("|", "\\|")
+
+
+def na(reason: str) -> str:
+    return f"n/a: {short(reason)}"
+
+
+def missing_reason(missing: list[dict], section: str, label: str | None = None) -> str:
+    """Why (section, label) has no figure: the reasons its own steps gave, else its whole section's; '' if none."""
+    own = [
+        m for m in missing if m["section"] == section and m["what"] in ("run", "probe") and label in (None, m["label"])
+    ]
+    if not own:
+        parent = PARENT_SECTION.get(section, section)
+        own = [m for m in missing if m["section"] == parent and m["what"] == "section"]
+    return "; ".join(dict.fromkeys(m["reason"] for m in own))
+
+
+def missing_labels(missing: list[dict], section: str) -> list[str]:
+    """The labels of a section's runs or probes that failed: rows the report shows as n/a."""
+    return list(dict.fromkeys(m["label"] for m in missing if m["section"] == section and m["what"] in ("run", "probe")))
+
+
+def describe_missing(m: dict) -> str:
+    where = " ".join(x for x in (f"`{m['label']}`" if m["label"] else "", f"r{m['round']}" if m["round"] else "") if x)
+    return f"{m['section']} {where or '(the section itself)'}, {m['what']}: {short(m['reason'])}"
+
+
+def missing_note(missing: list[dict], *sections: str) -> list[str]:
+    """What a section could not measure, listed under it; nothing when it measured everything."""
+    items = [describe_missing(m) for m in missing if m["section"] in sections]
+    return ["\n**Not measured** (n/a above): " + "; ".join(items) + ".\n"] if items else []
+
+
+def reading_missing(runs: list[dict], what: str) -> str:
+    """The cell for a reading (CPU, worker CPU) no run has: n/a, with the reason a run recorded."""
+    reason = next((r["missing"][what] for r in runs if what in r.get("missing", {})), "")
+    return na(reason) if reason else "n/a"
+
+
+def rps_cell(runs: list[dict], reason: str) -> str:
+    """Median req/s and the range, or n/a and why there is no run."""
+    if not runs:
+        return na(reason or "not measured")
+    rps = [r["rps"] for r in runs]
+    return f"{med(rps):,.0f} ({spread(rps)})"
+
+
+def share_text(part: float, whole: float) -> str:
+    return f"{part / whole:.0%}" if whole and not math.isnan(part) and not math.isnan(whole) else "n/a (not measured)"
 
 
 # --- analyses (the verdicts the tests check) -------------------------------------------------
@@ -207,7 +289,8 @@ def sweep(runs: list[dict], defaults: tuple[int, int]) -> dict[str, dict]:
         scores = {point: med(r["rps"] for r in rs) for point, rs in points.items()}
         # The grid's own winner (round 1), which the bench ran again alternately with the defaults.
         first = {point: r["rps"] for point, rs in points.items() for r in rs if r["round"] == 1}
-        best = max(first, key=lambda p: first[p])
+        # Round 1 of every point failed (only confirmation rounds left): the best median stands in.
+        best = max(first or scores, key=lambda p: (first or scores)[p])
         # As for the proxy tax: the defaults against the best round by round, then the median.
         theirs = {r["round"]: r["rps"] for r in points[best]}
         ratios = [r["rps"] / theirs[r["round"]] for r in points.get(defaults, []) if r["round"] in theirs]
@@ -239,6 +322,7 @@ def write_report(data: dict, out_dir: Path) -> Path:
     runs = data["runs"]
     machine = data["machine"]
     settings = data["settings"]
+    missing = data.get("missing", [])
     md: list[str] = []
     md.append("# Benchmark report\n")
     md.append(
@@ -249,6 +333,13 @@ def write_report(data: dict, out_dir: Path) -> Path:
         "capacity figures for a bigger server.\n"
     )
     md.append("Versions: " + ", ".join(f"{k} `{v}`" for k, v in data["versions"].items()) + ".\n")
+    if missing:
+        md.append(
+            f"**Incomplete run.** {len(missing)} measurement step(s) failed; the report is written from what was "
+            "measured, and each cell a failed step would have filled says n/a and why:\n"
+        )
+        md.extend(f"- {describe_missing(m)}" for m in missing)
+        md.append("")
     md.append(
         "**Method.** wrk (Debian's, written in C) runs in its own container on the compose networks, "
         f"{settings['connections']} connections, one thread, {settings['duration_s']} s per run after a "
@@ -297,6 +388,25 @@ def write_report(data: dict, out_dir: Path) -> Path:
                 verdict(t["met"]) if t["shipped"] else "(not shipped)",
             ]
         )
+    tax_runs = by_label(runs, "proxy-tax")
+    for name, (direct_label, via_label, _, _) in PROXY_PATHS.items():
+        # A path with no pair of rounds: its cells say why, where a step recorded a reason.
+        direct_reason = missing_reason(missing, "proxy-tax", direct_label)
+        via_reason = missing_reason(missing, "proxy-tax", via_label)
+        if name in tax or not (direct_reason or via_reason):
+            continue
+        direct_runs, via_runs = tax_runs.get(direct_label, []), tax_runs.get(via_label, [])
+        reason = "; ".join(dict.fromkeys(x for x in (direct_reason, via_reason) if x))
+        rows.append(
+            [
+                name,
+                rps_cell(direct_runs, direct_reason),
+                rps_cell(via_runs, via_reason),
+                na(reason),
+                *["-"] * 5,
+                "n/a" if name in SERVERS else "(not shipped)",
+            ]
+        )
     md.append(
         table(
             [
@@ -315,9 +425,11 @@ def write_report(data: dict, out_dir: Path) -> Path:
         )
     )
     md.append("")
+    md.extend(missing_note(missing, "proxy-tax"))
     md.append(proxy_tax_explanation(tax, runs))
-    charts.append(chart_proxy_tax(tax, out_dir))
-    md.append(f"\n![proxy tax]({charts[-1]})\n")
+    if tax:
+        charts.append(chart_proxy_tax(tax, out_dir))
+        md.append(f"\n![proxy tax]({charts[-1]})\n")
 
     # 2. servers
     md.append("## 2. gunicorn vs uWSGI\n")
@@ -326,12 +438,16 @@ def write_report(data: dict, out_dir: Path) -> Path:
         "ranges do not overlap.\n"
     )
     grouped = by_label(runs, "servers")
-    endpoints = list(dict.fromkeys(label.split(" ", 1)[1] for label in grouped))
+    labels = [*grouped, *missing_labels(missing, "servers")]
+    endpoints = list(dict.fromkeys(label.split(" ", 1)[1] for label in labels))
     rows = []
     for endpoint in endpoints:
         g = grouped.get(f"gunicorn {endpoint}", [])
         u = grouped.get(f"uwsgi {endpoint}", [])
         if not g or not u:
+            g_reason = missing_reason(missing, "servers", f"gunicorn {endpoint}")
+            u_reason = missing_reason(missing, "servers", f"uwsgi {endpoint}")
+            rows.append([endpoint, rps_cell(g, g_reason), rps_cell(u, u_reason), "n/a", "-", "n/a", "-", "-"])
             continue
         g_rps, u_rps = [r["rps"] for r in g], [r["rps"] for r in u]
         overlap = min(g_rps) <= max(u_rps) and min(u_rps) <= max(g_rps)
@@ -363,11 +479,13 @@ def write_report(data: dict, out_dir: Path) -> Path:
             rows,
         )
     )
-    charts.append(chart_servers(grouped, endpoints, out_dir))
-    md.append(f"\n![gunicorn vs uWSGI]({charts[-1]})\n")
+    md.extend(missing_note(missing, "servers"))
+    if grouped:
+        charts.append(chart_servers(grouped, endpoints, out_dir))
+        md.append(f"\n![gunicorn vs uWSGI]({charts[-1]})\n")
 
     # 3. peers
-    md.extend(peers_section(runs, data.get("concurrent_streams"), out_dir, charts))
+    md.extend(peers_section(runs, data.get("concurrent_streams"), out_dir, charts, missing))
 
     # 4. ceilings
     md.append("## 4. Ceilings\n")
@@ -379,16 +497,21 @@ def write_report(data: dict, out_dir: Path) -> Path:
     ceil = by_label(runs, "ceilings")
     tax_groups = by_label(runs, "proxy-tax")
     rows = []
-    for label, rs in list(ceil.items()) + [
-        (f"{s} django {h}", tax_groups.get(f"{s} {h}", [])) for s in SERVERS for h in ("direct", "nginx")
-    ]:
+    figures: list[tuple[str, float]] = []
+    targets = [(label, "ceilings", label) for label in dict.fromkeys([*ceil, *missing_labels(missing, "ceilings")])]
+    targets += [(f"{s} django {h}", "proxy-tax", f"{s} {h}") for s in SERVERS for h in ("direct", "nginx")]
+    for label, section, run_label in targets:
+        rs = (ceil if section == "ceilings" else tax_groups).get(run_label, [])
         if not rs:
+            reason = missing_reason(missing, section, run_label)
+            if reason:
+                rows.append([label, na(reason), "-", "-", "-", "-"])
             continue
-        rps = [r["rps"] for r in rs]
+        figures.append((label, med(r["rps"] for r in rs)))
         rows.append(
             [
                 label,
-                f"{med(rps):,.0f} ({spread(rps)})",
+                rps_cell(rs, ""),
                 f"{med(r['p99_ms'] for r in rs):.1f}",
                 generator_note(rs),
                 machine_note(rs),
@@ -397,27 +520,30 @@ def write_report(data: dict, out_dir: Path) -> Path:
         )
     md.append(table(["target", "req/s", "p99 ms", "gen cores (limit?)", "machine cores", "errors"], rows))
     md.append("")
+    md.extend(missing_note(missing, "ceilings"))
     for server in SERVERS:
         hello_d = med(r["rps"] for r in ceil.get(f"{server} hello direct", []))
         hello_n = med(r["rps"] for r in ceil.get(f"{server} hello nginx", []))
-        django_d = tax.get(server, {}).get("direct", math.nan)
+        django_d = med(r["rps"] for r in tax_groups.get(f"{server} direct", []))
         md.append(
-            f"- {server}: Django's `/plaintext` runs at {django_d / hello_d:.0%} of the hello-world's rate straight "
-            f"to the server (the framework tax); for the hello-world, nginx keeps {hello_n / hello_d:.0%} of the "
-            "direct rate (the proxy tax when the app costs almost nothing)."
+            f"- {server}: Django's `/plaintext` runs at {share_text(django_d, hello_d)} of the hello-world's rate "
+            f"straight to the server (the framework tax); for the hello-world, nginx keeps "
+            f"{share_text(hello_n, hello_d)} of the direct rate (the proxy tax when the app costs almost nothing)."
         )
     md.append("")
-    charts.append(chart_ceilings(rows, out_dir))
-    md.append(f"\n![ceilings]({charts[-1]})\n")
+    if figures:
+        charts.append(chart_ceilings(figures, out_dir))
+        md.append(f"\n![ceilings]({charts[-1]})\n")
 
     # 5. streaming
-    md.extend(ttfb_section(data["ttfb"], out_dir, charts))
+    md.extend(ttfb_section(data.get("ttfb"), out_dir, charts, missing))
 
     # 6. sweep
-    md.extend(sweep_section(runs, tuple(data["sweep_defaults"]), out_dir, charts))
+    defaults = data.get("sweep_defaults")
+    md.extend(sweep_section(runs, tuple(defaults) if defaults else None, out_dir, charts, missing))
 
     # 7. generator
-    md.extend(generator_section(runs, data.get("locust")))
+    md.extend(generator_section(runs, data.get("locust"), missing))
 
     md.append("## Reproduce\n")
     md.append(
@@ -549,7 +675,9 @@ def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
     return "\n".join(md)
 
 
-def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts: list[str]) -> list[str]:
+def peers_section(
+    runs: list[dict], streams: dict | None, out_dir: Path, charts: list[str], missing: list[dict]
+) -> list[str]:
     md = ["## 3. The peers' configurations\n"]
     md.append("The same app and images, started with other well-known stacks' settings:\n")
     for name, text in PEER_DESCRIPTIONS.items():
@@ -557,9 +685,11 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
     md.append("")
     grouped = by_label(runs, "peers")
     paced = by_label(runs, "peers-paced")
-    stacks = list(dict.fromkeys(label.rsplit(" ", 1)[0] for label in grouped))
-    endpoints = list(dict.fromkeys(label.rsplit(" ", 1)[1] for label in grouped))
-    rates = {label.rsplit("@", 1)[0].rsplit(" ", 1)[1]: label.rsplit("@", 1)[1] for label in paced}
+    labels = [*grouped, *missing_labels(missing, "peers")]
+    stacks = list(dict.fromkeys(label.rsplit(" ", 1)[0] for label in labels))
+    endpoints = list(dict.fromkeys(label.rsplit(" ", 1)[1] for label in labels))
+    paced_labels = [*paced, *missing_labels(missing, "peers-paced")]
+    rates = {label.rsplit("@", 1)[0].rsplit(" ", 1)[1]: label.rsplit("@", 1)[1] for label in paced_labels}
     md.append(
         "Two loads per endpoint: wrk flat out (peak req/s, and p99 at that peak), and a steady rate below "
         "every stack's peak (each connection waits between requests), where p99 compares like with like: at "
@@ -577,7 +707,9 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
         for stack in stacks:
             rs = grouped.get(f"{stack} {endpoint}", [])
             steady = paced.get(f"{stack} {endpoint}@{rate}", [])
-            if not rs:
+            peak_reason = missing_reason(missing, "peers", f"{stack} {endpoint}")
+            steady_reason = missing_reason(missing, "peers-paced", f"{stack} {endpoint}@{rate}")
+            if not rs and not peak_reason:
                 continue
             rps = [r["rps"] for r in rs]
             compare = ""
@@ -589,14 +721,15 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
                 if not ok:
                     behind.append(f"{stack} on {endpoint}")
                 compare = f"peak x{r_ratio:.2f}, steady p99 {ours_p99:.1f} vs {theirs_p99:.1f} ms: {verdict_text}"
+            no_steady = na(steady_reason) if steady_reason else ""
             rows.append(
                 [
                     endpoint,
                     stack,
-                    f"{med(rps):,.0f} ({spread(rps)})",
-                    f"{med(r['p99_ms'] for r in rs):.1f}",
-                    f"{med(r['rps'] for r in steady):,.0f}" if steady else "",
-                    f"{med(r['p99_ms'] for r in steady):.1f}" if steady else "",
+                    rps_cell(rs, peak_reason),
+                    f"{med(r['p99_ms'] for r in rs):.1f}" if rs else "-",
+                    f"{med(r['rps'] for r in steady):,.0f}" if steady else no_steady,
+                    f"{med(r['p99_ms'] for r in steady):.1f}" if steady else "-" if no_steady else "",
                     worker_shares(steady),
                     compare,
                     generator_note(rs + steady),
@@ -633,6 +766,10 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
             "workers, one request at a time each, split the work evenly; at full load every pooled connection is "
             "in use and gunicorn's split evens out too (section 1's through-nginx shares)."
         )
+    md.extend(missing_note(missing, "peers", "peers-paced"))
+    failed_streams = [
+        name for name in missing_labels(missing, "streams") if name not in (streams or {}).get("results", {})
+    ]
     if streams:
         md.append(
             f"\n**Streaming under concurrency.** {streams['clients']} clients each open `{streams['path']}` at "
@@ -655,6 +792,8 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
                     f"{s['probe_max_ms']:.0f}",
                 ]
             )
+        for name in failed_streams:
+            rows.append([name, na(missing_reason(missing, "streams", name)), *["-"] * 5])
         md.append(
             table(
                 [
@@ -669,7 +808,7 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
                 rows,
             )
         )
-        all_streamed = all(
+        all_streamed = not failed_streams and all(
             concurrent_summary(r)["streams_ok"] == streams["clients"] for r in streams["results"].values()
         )
         md.append(
@@ -683,14 +822,18 @@ def peers_section(runs: list[dict], streams: dict | None, out_dir: Path, charts:
             "length, so with one worker the streams run one after another and `/plaintext` waits behind them; "
             "gthread gives each stream a thread and the keep-alive pool keeps nginx's connections open.\n"
         )
-    charts.append(chart_peers(grouped, stacks, endpoints, out_dir))
-    md.append(f"\n![peers]({charts[-1]})\n")
+        md.extend(missing_note(missing, "streams"))
+    if grouped:
+        charts.append(chart_peers(grouped, stacks, endpoints, out_dir))
+        md.append(f"\n![peers]({charts[-1]})\n")
     return md
 
 
-def ttfb_section(ttfb: dict, out_dir: Path, charts: list[str]) -> list[str]:
-    deltas = ttfb_deltas(ttfb)
+def ttfb_section(ttfb: dict | None, out_dir: Path, charts: list[str], missing: list[dict]) -> list[str]:
     md = ["## 5. Streaming: time to first byte\n"]
+    if ttfb is None:
+        return [*md, na(missing_reason(missing, "ttfb") or "not measured") + "\n"]
+    deltas = ttfb_deltas(ttfb)
     md.append(
         f"`{ttfb['path']}`: two chunks {ttfb['interval_ms']} ms apart. One request at a time, direct and through "
         "nginx in turns, each on a new connection, asking for gzip. Timed from the request sent to the first "
@@ -724,9 +867,13 @@ def ttfb_section(ttfb: dict, out_dir: Path, charts: list[str]) -> list[str]:
     return md
 
 
-def sweep_section(runs: list[dict], defaults: tuple[int, int], out_dir: Path, charts: list[str]) -> list[str]:
-    result = sweep(runs, defaults)
+def sweep_section(
+    runs: list[dict], defaults: tuple[int, int] | None, out_dir: Path, charts: list[str], missing: list[dict]
+) -> list[str]:
     md = ["## 6. Workers x threads\n"]
+    if defaults is None:
+        return [*md, na(missing_reason(missing, "sweep") or "not measured") + "\n"]
+    result = sweep(runs, defaults)
     md.append(
         "Each point restarts the app server with APP_WORKERS and APP_THREADS set, then measures a mix of "
         "`/plaintext`, `/json`, `/db` and `/queries?n=20` through nginx. Each grid point runs once; where the "
@@ -734,16 +881,28 @@ def sweep_section(runs: list[dict], defaults: tuple[int, int], out_dir: Path, ch
         "the per-round ratios (shipped / best), as for the proxy tax. Cells show each point's median. Target: the "
         f"shipped defaults ({defaults[0]} x {defaults[1]}) reach at least {SWEEP_TARGET:.0%} of the best.\n"
     )
-    for server, s in result.items():
-        workers = sorted({p[0] for p in s["scores"]})
-        threads = sorted({p[1] for p in s["scores"]})
+    for server in SERVERS:
+        # Grid points whose every run failed: their cells say why.
+        failed: dict[tuple[int, int], str] = {}
+        for m in missing:
+            if m["section"] == "sweep" and m["what"] == "run" and m["label"].startswith(f"{server} "):
+                w, t = m["label"].split()[1].split("x")
+                point = (int(w), int(t))
+                failed[point] = "; ".join(dict.fromkeys(x for x in (failed.get(point), m["reason"]) if x))
+        s = result.get(server)
+        if s is None:
+            if failed or missing_reason(missing, "sweep"):
+                md.append(f"**{server}**: {na('; '.join(failed.values()) or missing_reason(missing, 'sweep'))}\n")
+            continue
+        workers = sorted({p[0] for p in [*s["scores"], *failed]})
+        threads = sorted({p[1] for p in [*s["scores"], *failed]})
         rows = []
         for w in workers:
             cells = []
             for t in threads:
                 score = s["scores"].get((w, t))
                 if score is None:
-                    cells.append("")
+                    cells.append(na(failed[(w, t)]) if (w, t) in failed else "")
                     continue
                 mark = " (best)" if (w, t) == s["best"] else ""
                 mark += " (shipped)" if (w, t) == defaults else ""
@@ -752,18 +911,26 @@ def sweep_section(runs: list[dict], defaults: tuple[int, int], out_dir: Path, ch
         md.append(f"**{server}** (req/s; threads across):\n")
         md.append(table(["", *[f"{t} threads" for t in threads]], rows))
         all_runs = [r for rs in s["points"].values() for r in rs]
+        fraction = (
+            f"{s['fraction']:.0%}"
+            if not math.isnan(s["fraction"])
+            else na(failed.get(defaults, "the shipped point was not measured against the best"))
+        )
         md.append(
-            f"\nShipped {defaults[0]} x {defaults[1]}: {s['fraction']:.0%} of the grid's best ({s['best'][0]} x "
-            f"{s['best'][1]}; per round: {', '.join(f'{x:.2f}' for x in s['ratios'])}): {verdict(s['met'])}. "
+            f"\nShipped {defaults[0]} x {defaults[1]}: {fraction} of the grid's best ({s['best'][0]} x "
+            f"{s['best'][1]}; per round: {', '.join(f'{x:.2f}' for x in s['ratios'])}): "
+            f"{verdict(s['met']) if not math.isnan(s['fraction']) else 'n/a'}. "
             f"Generator: {generator_note(all_runs)} cores; errors: "
             f"{failures(all_runs)}.\n"
         )
-    charts.append(chart_sweep(result, out_dir))
-    md.append(f"\n![sweep]({charts[-1]})\n")
+    md.extend(missing_note(missing, "sweep"))
+    if result:
+        charts.append(chart_sweep(result, out_dir))
+        md.append(f"\n![sweep]({charts[-1]})\n")
     return md
 
 
-def generator_section(runs: list[dict], locust: dict | None) -> list[str]:
+def generator_section(runs: list[dict], locust: dict | None, missing: list[dict]) -> list[str]:
     md = ["## 7. The load generator\n"]
     sections = defaultdict(list)
     for run in runs:
@@ -776,9 +943,9 @@ def generator_section(runs: list[dict], locust: dict | None) -> list[str]:
                 section,
                 str(len(rs)),
                 f"{med(r['generator_cores'] for r in rs):.2f}",
-                f"{max(r['generator_cores'] for r in rs):.2f}",
+                f"{nanmax(r['generator_cores'] for r in rs):.2f}",
                 str(saturated),
-                f"{med(r['machine_busy_cores'] for r in rs):.2f}",
+                machine_note(rs),
             ]
         )
     md.append(
@@ -798,7 +965,15 @@ def generator_section(runs: list[dict], locust: dict | None) -> list[str]:
         "\nwrk uses one thread, so it is the limit only when that thread nears a full core. Where it does not, "
         "the machine's cores went to nginx and the app server, which is the thing measured.\n"
     )
-    if locust:
+    if locust and math.isnan(locust["wrk_rps"]):
+        reason = missing_reason(missing, "generator", "wrk (1 thread)") or "not measured"
+        md.append(
+            f"**Cross-check with Locust.** The same target (`/plaintext` through nginx to gunicorn) with "
+            f"{locust['users']} Locust users for {locust['seconds']:.1f} s: {locust['rps']:,.0f} req/s, "
+            f"{locust['failures']} failures, the generator using {locust['generator_cores']:.2f} cores. wrk's run "
+            f"to compare with: {na(reason)}.\n"
+        )
+    elif locust:
         ratio = locust["rps"] / locust["wrk_rps"] if locust["wrk_rps"] else math.nan
         md.append(
             f"**Cross-check with Locust.** The same target (`/plaintext` through nginx to gunicorn) with "
@@ -816,6 +991,9 @@ def generator_section(runs: list[dict], locust: dict | None) -> list[str]:
             )
             + "\n"
         )
+    elif missing_reason(missing, "generator", "locust"):
+        md.append(f"**Cross-check with Locust.** {na(missing_reason(missing, 'generator', 'locust'))}\n")
+    md.extend(missing_note(missing, "generator"))
     return md
 
 
@@ -879,11 +1057,9 @@ def chart_peers(grouped: dict, stacks: list[str], endpoints: list[str], out_dir:
     return save(fig, out_dir, "peers.png")
 
 
-def chart_ceilings(rows: list[list[str]], out_dir: Path) -> str:
+def chart_ceilings(figures: list[tuple[str, float]], out_dir: Path) -> str:
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    labels = [row[0] for row in rows]
-    values = [float(row[1].split(" ")[0].replace(",", "")) for row in rows]
-    ax.barh(labels, values, color="#37a")
+    ax.barh([label for label, _ in figures], [value for _, value in figures], color="#37a")
     ax.set_xscale("log")
     ax.set_xlabel("req/s (median, log scale)")
     ax.set_title("Ceilings: nginx alone, WSGI hello-world, Django")
@@ -904,7 +1080,7 @@ def chart_ttfb(deltas: dict, out_dir: Path) -> str:
 
 def chart_sweep(result: dict, out_dir: Path) -> str:
     fig, axes = plt.subplots(1, max(1, len(result)), figsize=(5 * max(1, len(result)), 3.6), squeeze=False)
-    for ax, (server, s) in zip(axes[0], result.items(), strict=False):
+    for ax, (server, s) in zip(axes[0], result.items(), strict=True):
         workers = sorted({p[0] for p in s["scores"]})
         threads = sorted({p[1] for p in s["scores"]})
         grid = [[s["scores"].get((w, t), math.nan) for t in threads] for w in workers]
