@@ -10,14 +10,15 @@ import fcntl
 import json
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 
 import pytest
 import requests
 from compose_stack import ComposeStack, build_images, compose_stack, docker_available, ensure_secret_file
-from harness import SERVERS, free_port
+from harness import SERVERS, burst, free_port, read_dotenv
 
 pytestmark = pytest.mark.e2e
 
@@ -239,6 +240,8 @@ def test_make_swap_under_load_there_and_back_loses_nothing(images, tmp_path):
 
 def test_make_swap_edge_cases(images):
     stack = compose_stack("gunicorn")
+    # One request outlives the target's start (about 10 s) and a short reload wait.
+    stack.overrides["SLOW_MAX_MS"] = "25000"
     try:
         assert stack.make("up").returncode == 0
         same = stack.make("swap", "TO=gunicorn")
@@ -262,28 +265,58 @@ def test_make_swap_edge_cases(images):
         assert "another swap of" in refused.stderr
         assert stack.get("/json").headers["X-App-Server"] == "gunicorn"
 
-        swapped = stack.make("swap", "TO=uwsgi")
-        assert swapped.returncode == 0, swapped.stderr
-        assert "done: uwsgi is active" in swapped.stdout
+        # nginx's old workers outlive the wait: the swap stops short of draining gunicorn, says
+        # so, and the same command finishes it once they are done.
+        held = burst(lambda: stack.get("/slow?ms=25000", 40).status_code, 1)
+        time.sleep(0.7)
+        impatient = stack.make("swap", "TO=uwsgi", NGINX_OLD_WORKERS_WAIT="1")
+        assert impatient.returncode != 0
+        assert "gunicorn was left running and was not drained" in impatient.stderr
+        assert "`make swap TO=uwsgi` again stops it" in impatient.stderr
         assert stack.get("/json").headers["X-App-Server"] == "uwsgi"
+        assert stack.container_ids("gunicorn"), "gunicorn was stopped while nginx could still reach it"
+        assert held[0].result() == 200
+        finished = stack.make("swap", "TO=uwsgi")
+        assert finished.returncode == 0, finished.stderr
+        assert "still runs (a swap did not finish); finishing it" in finished.stdout
+        assert stack.container_ids("gunicorn") == []
+
+        # Three times as many slow requests as uWSGI has threads, then a swap away from it.
+        slow = burst(lambda: stack.get("/slow?ms=2000", 60).status_code, 3 * slots(stack))
+        time.sleep(0.7)
+        swapped = stack.make("swap", "TO=gunicorn")
+        assert swapped.returncode == 0, swapped.stderr
+        assert "done: gunicorn is active" in swapped.stdout
+        statuses = [future.result() for future in slow]
+        assert statuses == [200] * len(statuses)
+        assert stack.get("/json").headers["X-App-Server"] == "gunicorn"
     finally:
         stack.down("--volumes")
 
 
+def slots(stack: ComposeStack) -> int:
+    """Requests the app server runs at once with the shipped settings (workers x threads)."""
+    shipped = read_dotenv()
+    return int(shipped["APP_WORKERS"]) * int(shipped["APP_THREADS"])
+
+
+def slow_burst(stack: ComposeStack, count: int) -> list[Future[int]]:
+    """More slow requests than the server has threads: the rest wait (uWSGI: in its listen queue)."""
+    futures = burst(lambda: stack.get("/slow?ms=2000", 60).status_code, count)
+    time.sleep(0.7)  # all of them have reached the app server before the stop
+    return futures
+
+
 @pytest.mark.parametrize("stack", SERVERS, indirect=True)
-def test_compose_stop_finishes_every_request_in_flight(stack):
-    # 2 x 10 threads, so all 20 slow requests are inside the app server when it is stopped.
-    stack.overrides["APP_THREADS"] = "10"
+def test_compose_stop_answers_every_request_handed_to_the_server(stack):
     stack.up()
-    with ThreadPoolExecutor(20) as pool:
-        slow = [pool.submit(stack.get, "/slow?ms=2000", 20) for _ in range(20)]
-        time.sleep(0.7)
-        stopped = time.monotonic()
-        stack.compose("stop", stack.server)  # SIGTERM, then up to stop_grace_period
-        took = time.monotonic() - stopped
-        statuses = [future.result().status_code for future in slow]
-    print(f"{stack.server}: stopped in {took:.1f} s with 20 requests in flight; statuses {set(statuses)}")
-    assert statuses == [200] * 20
+    slow = slow_burst(stack, 3 * slots(stack))
+    stopped = time.monotonic()
+    stack.compose("stop", stack.server)  # SIGTERM, then up to stop_grace_period
+    took = time.monotonic() - stopped
+    statuses = [future.result() for future in slow]
+    print(f"{stack.server}: stopped in {took:.1f} s; {statuses.count(200)} of {len(statuses)} answered 200")
+    assert statuses == [200] * len(statuses)
     assert took < 30  # drained, not killed at the grace period
     # No app server: nginx answers, clearly and quickly, instead of hanging or resetting.
     started = time.monotonic()
@@ -291,6 +324,42 @@ def test_compose_stop_finishes_every_request_in_flight(stack):
     assert gone.status_code == 503
     assert gone.json() == {"error": "no app server is available right now; try again shortly"}
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("stack", SERVERS, indirect=True)
+def test_scale_down_then_make_down_answer_every_request_handed_to_the_server(stack):
+    stack.up("--scale", f"{stack.server}=2")
+    wait_for(lambda: len({stack.get("/plaintext").headers["X-App-Instance"] for _ in range(10)}) == 2, 15)
+    # Both replicas full and queued, and a client that keeps asking while one replica goes away.
+    slow = slow_burst(stack, 2 * 3 * slots(stack))
+    steady: list[int] = []
+    done = threading.Event()
+
+    def keep_asking() -> None:
+        while not done.is_set():
+            steady.append(stack.get("/plaintext").status_code)
+            time.sleep(0.02)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    try:
+        stack.up("--scale", f"{stack.server}=1")
+        statuses = [future.result() for future in slow]
+    finally:
+        done.set()
+        asker.join(timeout=20)
+    print(f"{stack.server}: scale 2 -> 1: {statuses.count(200)} of {len(statuses)} slow and "
+          f"{steady.count(200)} of {len(steady)} steady requests answered 200")  # fmt: skip
+    assert statuses == [200] * len(statuses)
+    assert steady and set(steady) == {200}
+    assert len(stack.container_ids(stack.server)) == 1
+    # `make down` stops nginx first (it depends on the server): nginx waits for its requests.
+    slow = slow_burst(stack, 3 * slots(stack))
+    down = stack.make("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    statuses = [future.result() for future in slow]
+    print(f"{stack.server}: make down: {statuses.count(200)} of {len(statuses)} answered 200")
+    assert statuses == [200] * len(statuses)
 
 
 @pytest.mark.parametrize(
