@@ -61,9 +61,10 @@ limit_request_field_size = 8190
 
 
 # nginx's JSON access log has every request. Here only the ones that went wrong (4xx, 5xx) get a
-# key=value line, as uWSGI's log-4xx/log-5xx: a line per request through Docker's log pipe cost
-# 30-40% of a hello-world's throughput (make bench). The same fields as uWSGI's: nginx's request
-# id and the time in microseconds. Not JSON, because gunicorn does not escape values.
+# key=value line, as uWSGI's log-4xx/log-5xx: a line per request through Docker's log pipe costs
+# throughput (the figure is beside uWSGI's disable-logging in uwsgi/uwsgi.ini; docs/performance.md,
+# "What the numbers changed"). The same fields as uWSGI's: nginx's request id and the time in
+# microseconds. Not JSON, because gunicorn does not escape values.
 class ErrorsOnlyAccessLogger(glogging.Logger):
     def access(self, resp, req, environ, request_time) -> None:  # noqa: ANN001  (gunicorn's signature)
         if resp.status_code is not None and resp.status_code >= 400:
