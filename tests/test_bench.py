@@ -115,6 +115,34 @@ def test_a_generator_near_a_full_core_is_flagged_as_a_possible_limit():
     assert report.generator_note([run("x", "a", 1, generator=0.3)]).endswith("(no)")
 
 
+def test_the_one_percentile_is_nearest_rank_an_observed_sample_never_interpolated():
+    import run as locust_run  # loadtest/run.py: its p50/p95/p99 come from the same function
+    from percentiles import percentile  # loadtest/bench/percentiles.py
+
+    assert locust_run.percentile is percentile
+    assert percentile([4.0, 1.0, 3.0, 2.0], 0.50) == 2.0  # in any order; not 2.5
+    assert percentile([float(x) for x in range(1, 101)], 0.95) == 95.0
+    assert percentile([1.0, 2.0], 0.99) == 2.0
+    assert percentile([7.0, 3.0], 0.0) == 3.0
+    assert math.isnan(percentile([], 0.50))
+    with pytest.raises(ValueError):
+        percentile([1.0], 95)  # a fraction, not a percent
+
+
+def test_the_template_has_every_prose_block_the_code_asks_for_and_no_other():
+    import re
+
+    import report_markdown
+
+    code = "".join(p.read_text() for p in (ROOT / "loadtest" / "bench").glob("report*.py"))
+    asked = set(re.findall(r'(?:para|text)\(\s*"(\w+)"', code))
+    asked |= {f"{name}_title" for name in re.findall(r'heading\("(\w+)"\)', code)}
+    asked |= set(re.findall(r'else "(\w+)"\)', code))  # text("streams_all" if ... else "streams_some")
+    assert asked == set(report_markdown.blocks())
+    assert report_markdown.blocks()["title"] == "# Benchmark report"
+    assert report_markdown.text("not_measured", items="a; b") == "**Not measured** (n/a above): a; b."
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(900)
 def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
