@@ -5,7 +5,12 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 SERVERS := gunicorn uwsgi
-dotenv = $(shell sed -n 's/^$(1)=//p' .env)
+# The settings below that neither the shell nor the command line sets come from .env, read by the
+# tests' reader (scripts/dotenv_file.py) in one run, the first time one of them is needed.
+DOTENV_NAMES := APP_SERVER HTTP_PORT LOCUST_WORKERS LOCUST_UI_PORT
+dotenv_values = $(eval dotenv_values := $$(shell python3 scripts/dotenv_file.py $(DOTENV_NAMES)))$(dotenv_values)
+# $(call dotenv,NAME): the value at NAME's place (join pairs the names with the values: NAME=value).
+dotenv = $(patsubst $(1)=%,%,$(filter $(1)=%,$(join $(addsuffix =,$(DOTENV_NAMES)),$(dotenv_values))))
 APP_SERVER ?= $(call dotenv,APP_SERVER)
 HTTP_PORT ?= $(call dotenv,HTTP_PORT)
 export APP_SERVER HTTP_PORT
@@ -89,10 +94,11 @@ test: $(VENV)/.installed ## Lint, then every test, e2e on real containers includ
 test-fast: $(VENV)/.installed ## Every test but the container ones: unit, config, nginx + both servers on loopback
 	$(VENV)/bin/pytest -m "not e2e"
 
-lint: $(VENV)/.installed ## ruff over all Python, hadolint over every Dockerfile
+lint: $(VENV)/.installed ## ruff over all Python, hadolint over every Dockerfile, shellcheck over every shell script
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/hadolint nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile loadtest/Dockerfile
+	$(VENV)/bin/hadolint --config .hadolint.yaml nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile loadtest/Dockerfile
+	$(VENV)/bin/shellcheck $$(git ls-files '*.sh' .ci/run)
 
 format: $(VENV)/.installed ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .

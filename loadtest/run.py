@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import re
 import subprocess
@@ -30,6 +29,11 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# The project's one percentile (nearest rank: an observed sample, never interpolated) is shared with
+# the bench report, in loadtest/bench/percentiles.py (standard library only).
+sys.path.append(str(HERE / "bench"))
+from percentiles import percentile  # noqa: E402
+
 GENERATOR_CPU_LIMIT = 90.0
 
 
@@ -43,11 +47,15 @@ class Scenario:
     max_swap_p99_ratio: float | None = None
 
 
+# Scenario name -> its Locust file: loadtest/locust_<name>.py, never <name>.py, which would
+# shadow a module of that name (scripts/swap.py) on the tests' shared import path.
 SCENARIOS = {
-    "throughput": Scenario("throughput.py", 0.0, 500.0, "plaintext, json, db and queries as fast as they answer"),
+    "throughput": Scenario(
+        "locust_throughput.py", 0.0, 500.0, "plaintext, json, db and queries as fast as they answer"
+    ),
     # p95 here is the time to headers: a stream holds a thread, so it grows once users > threads.
-    "streaming": Scenario("streaming.py", 0.0, 1000.0, "/stream and /events, timed chunk by chunk"),
-    "swap": Scenario("swap.py", 0.0, 500.0, "a steady rate while the app server is swapped", 3.0),
+    "streaming": Scenario("locust_streaming.py", 0.0, 1000.0, "/stream and /events, timed chunk by chunk"),
+    "swap": Scenario("locust_swap.py", 0.0, 500.0, "a steady rate while the app server is swapped", 3.0),
 }
 SWAP_COMMAND = "make --no-print-directory swap TO={to}"
 # Requests this close to a swap's start or end count as the swap's, not the steady state's.
@@ -59,13 +67,6 @@ def seconds(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"a duration like 20s, 2m or 30, got {text!r}")
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of already sorted values: an observed sample, never interpolated."""
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[max(0, math.ceil(fraction * len(sorted_values)) - 1)]
 
 
 def latency_stats(rows: list[dict[str, str]]) -> dict[str, float]:

@@ -43,7 +43,9 @@ mkdir -p "$NGINX_RUN_DIR"
 # them), so a bad value leaves a running nginx and that state as they were.
 candidate=$(mktemp "$NGINX_RUN_DIR/nginx.conf.XXXXXX")
 trap 'rm -f "$candidate"' EXIT
-# Only these names are replaced; nginx's own $variables pass through untouched.
+# Only these names are replaced; nginx's own $variables pass through untouched. The quotes
+# are meant: envsubst, not the shell, reads the names.
+# shellcheck disable=SC2016
 envsubst '$NGINX_CONF_DIR $NGINX_LISTEN $NGINX_RUN_DIR $NGINX_WORKER_PROCESSES $NGINX_ACCESS_LOG
     $NGINX_READ_TIMEOUT $NGINX_SERVER_NAMES $APP_SERVER $APP_SERVER_ADDR $STATIC_ROOT $MAX_BODY_MB' \
     <"$conf_dir/nginx.conf.template" >"$candidate"

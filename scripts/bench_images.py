@@ -1,6 +1,6 @@
 """Print what the images cost: size, cold build, rebuild after a view changes, up to healthy.
 
-It asserts nothing; it prints figures for the README. The rebuild is measured in a copy of
+It asserts nothing; it prints figures for docs/operations.md (Images). The rebuild is measured in a copy of
 the build context, so the working tree is never touched. Usage: make bench-images
 """
 
@@ -9,15 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from compose_stack import compose_stack, ensure_secret_file  # noqa: E402
+from compose_project import ROOT, ComposeProject, ensure_secret_file, free_port, project_name
 
 SERVICES = ("nginx", "gunicorn", "uwsgi")
 
@@ -74,7 +70,7 @@ def main() -> None:
     print("\n| app server | `up` to healthy (images built) |")
     print("| --- | --- |")
     for server in ("gunicorn", "uwsgi"):
-        stack = compose_stack(server)
+        stack = ComposeProject(server=server, project=project_name(server, "wsgi-bench-images"), port=free_port())
         try:
             print(f"| {server} | {stack.up():.1f} s |")
         finally:

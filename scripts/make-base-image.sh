@@ -3,7 +3,7 @@
 # Usage: scripts/make-base-image.sh [extra CA certificate dir]   (needs root, debootstrap and docker)
 # With a CA dir, its *.crt files are trusted inside the image and PIP_CERT points pip at that bundle,
 # which is what a TLS-re-signing proxy needs; without one the image is plain Debian.
-set -eu
+set -euo pipefail
 
 TAG="${BASE_IMAGE:-debian:trixie-slim}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"

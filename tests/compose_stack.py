@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import requests
-from harness import HOST, ROOT, SERVERS, free_port
 
-SECRET_FILE = ROOT / ".secrets" / "django_secret_key"
-BOTH_PROFILES = ("--profile", "gunicorn", "--profile", "uwsgi")
-EVERY_PROFILE = (*BOTH_PROFILES, "--profile", "loadtest")
+# The project itself (name, port, env, up, down) is scripts/compose_project.py's, which
+# `make bench-images` uses too. ensure_secret_file is imported from here by the tests.
+from compose_project import BOTH_PROFILES, EVERY_PROFILE, ComposeProject, project_name
+from compose_project import ensure_secret_file as ensure_secret_file
+from harness import HOST, ROOT, free_port
 
 
 def docker_available() -> str | None:
@@ -31,14 +30,6 @@ def docker_available() -> str | None:
     return None
 
 
-def ensure_secret_file() -> None:
-    """What `make up` does on first use: the compose secret must exist before `up`."""
-    if not SECRET_FILE.exists():
-        SECRET_FILE.parent.mkdir(mode=0o700, exist_ok=True)
-        SECRET_FILE.write_text(secrets.token_urlsafe(50) + "\n")
-        SECRET_FILE.chmod(0o644)
-
-
 def build_images() -> None:
     done = subprocess.run(
         ["docker", "compose", *EVERY_PROFILE, "build"],
@@ -53,51 +44,7 @@ def build_images() -> None:
 
 
 @dataclass
-class ComposeStack:
-    server: str
-    project: str
-    port: int
-    # Settings a test changes, as a user would in the shell (APP_THREADS=10 make up).
-    overrides: dict[str, str] = field(default_factory=dict)
-
-    def env(self, server: str | None = None) -> dict[str, str]:
-        env = {
-            **os.environ,
-            **self.overrides,
-            "APP_SERVER": server or self.server,
-            "HTTP_PORT": str(self.port),
-            "COMPOSE_PROJECT_NAME": self.project,
-        }
-        # .env derives the profile from APP_SERVER, as it would for a user's shell; and the
-        # stack under test uses its own defaults, whatever this process's environment holds.
-        for inherited in ("COMPOSE_PROFILES", "DATABASE_URL", "ALLOWED_HOSTS", "MAX_BODY_MB"):
-            env.pop(inherited, None)
-        return env
-
-    def compose(
-        self, *args: str, server: str | None = None, check: bool = True, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            ["docker", "compose", *args],
-            cwd=ROOT,
-            env=self.env(server),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"docker compose {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done
-
-    def up(self, *args: str, server: str | None = None) -> float:
-        """Start (or update) the stack and wait until every container is healthy; return seconds."""
-        started = time.monotonic()
-        self.compose("up", "--detach", "--wait", "--wait-timeout", "180", *args, server=server)
-        return time.monotonic() - started
-
-    def down(self, *args: str) -> None:
-        self.compose(*EVERY_PROFILE, "down", "--remove-orphans", *args, timeout=180)
-
+class ComposeStack(ComposeProject):
     def make(self, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
         """A Makefile target, aimed at this stack's project and port."""
         return subprocess.run(
@@ -134,6 +81,4 @@ class ComposeStack:
 
 
 def compose_stack(server: str) -> ComposeStack:
-    if server not in SERVERS:
-        raise ValueError(f"server must be one of {', '.join(SERVERS)}, got {server!r}")
-    return ComposeStack(server=server, project=f"wsgie2e-{server}-{secrets.token_hex(3)}", port=free_port())
+    return ComposeStack(server=server, project=project_name(server, "wsgie2e"), port=free_port())

@@ -7,6 +7,7 @@ only addresses and paths differ, and they are passed as environment variables.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from compose_project import free_port
+from dotenv_file import read_dotenv  # the .env reader of the Makefile too; tests import it from here
 from stack.healthcheck import status_of
 from swap import answering_server, record_event
 
@@ -33,23 +36,6 @@ APP_DIR = ROOT / "app"
 VENV_BIN = Path(sys.executable).parent
 SERVERS = ("gunicorn", "uwsgi")
 HOST = "localhost"
-
-
-def read_dotenv(path: Path = ROOT / ".env") -> dict[str, str]:
-    """The KEY=VALUE lines of .env: the stack's shared settings, as docker compose reads them."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int) -> bool:
@@ -67,6 +53,21 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"gave up after {timeout:.0f}s waiting for {what}")
+
+
+TCP_ESTABLISHED, TCP_LISTEN = "01", "0A"
+
+
+def sockets_on(port: int) -> list[tuple[str, int]]:
+    """(state, bytes received and not yet read) of each loopback TCP socket whose local port is
+    `port`, from the kernel's table. A listening socket's count is its accept queue instead:
+    connections made but not yet accepted, which are listed as established sockets too."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        _, local, _, state, queues, *_ = line.split()
+        if int(local.rpartition(":")[2], 16) == port:
+            found.append((state, int(queues.partition(":")[2], 16)))
+    return found
 
 
 def burst(fetch: Callable[[], int], count: int) -> list[Future[int]]:
@@ -104,6 +105,8 @@ class LocalStack:
     nginx_port: int
     app_port: int
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The log files' contents when stop() removed the directory: read_log serves them from here.
+    kept_logs: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -163,13 +166,34 @@ class LocalStack:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
+    def read_log(self, path: Path) -> str:
+        """A log file of this stack, also after stop() has removed the directory."""
+        if path.exists():
+            return path.read_text(errors="replace")
+        return self.kept_logs.get(path.name, "")
+
     def describe_failure(self) -> str:
         logs = [
-            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+            f"--- {path.name}\n{self.read_log(path)[-4000:]}"
             for path in (self.app_log, self.nginx_log)
-            if path.exists()
+            if path.exists() or path.name in self.kept_logs
         ]
         return "\n".join(logs)
+
+    def wait_until_handed_over(self, count: int, timeout: float = 30) -> None:
+        """Wait until `count` requests are in the app server's hands: nginx has accepted and read
+        every connection made to it (none waits in its accept queue or holds unread bytes), and
+        the app server holds at least `count` connections, running or in its own listen queue.
+        (gunicorn's count also has nginx's idle keep-alive connections; nginx's side has not.)"""
+
+        def handed_over() -> bool:
+            nginx = sockets_on(self.nginx_port)
+            clients = [unread for state, unread in nginx if state == TCP_ESTABLISHED]
+            queued = sum(unread for state, unread in nginx if state == TCP_LISTEN)
+            app = sum(state == TCP_ESTABLISHED for state, _ in sockets_on(self.app_port))
+            return len(clients) >= count and not any(clients) and not queued and app >= count
+
+        wait_until(handed_over, timeout, f"{count} requests to reach {self.server} through nginx")
 
     def app_pid(self) -> int:
         """The app server's master: the process started here, except that uWSGI's entrypoint
@@ -219,6 +243,21 @@ class LocalStack:
             stop_process(self.processes["nginx"], signal.SIGQUIT, 15)
         if "app" in self.processes:
             stop_process(self.processes["app"], signal.SIGTERM, 40)
+        # The processes are gone: remove the directory, keeping the logs readable (read_log).
+        if self.workdir.exists():
+            self.kept_logs = {path.name: path.read_text(errors="replace") for path in self.workdir.glob("*.log")}
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# Every stack's directory, for the stacks that are built only for their env or never stopped:
+# what stop() has not removed goes when the test run ends.
+WORKDIRS: list[Path] = []
+
+
+@atexit.register
+def remove_workdirs() -> None:
+    for workdir in WORKDIRS:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def local_stack(server: str, **overrides: str) -> LocalStack:
@@ -228,6 +267,7 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
     if shutil.which("nginx") is None:
         raise RuntimeError("nginx is not installed (apt-get install nginx)")
     workdir = Path(tempfile.mkdtemp(prefix=f"stack-{server}-"))
+    WORKDIRS.append(workdir)
     # nginx's workers run as an unprivileged user when the tests run as root: let them read.
     workdir.chmod(0o755)
     nginx_port, app_port = free_port(), free_port()

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def client():
     try:
         yield configured_client()
     finally:
+        # Nothing in this process uses that database after this module; its directory goes.
+        from django.db import connections
+
+        connections.close_all()
+        shutil.rmtree(workdir, ignore_errors=True)
         # Settings are read once, at setup; later tests (and the containers they start) must
         # not inherit a database path in this test's temporary directory.
         os.environ.clear()

@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 import bench  # loadtest/bench/bench.py
+import psutil
 import pytest
 import report  # loadtest/bench/report.py
+from harness import wait_until
 
 
 class LocalContainers:
@@ -85,7 +87,8 @@ def test_reading_the_real_proc_never_fails_while_processes_come_and_go(tmp_path)
     )
     churn = subprocess.Popen(["sh", "-c", "while :; do /bin/true; done"])
     try:
-        time.sleep(0.2)
+        # The worker has used CPU before the first reading (the loop's children live too briefly to wait on).
+        wait_until(lambda: sum(psutil.Process(worker.pid).cpu_times()[:2]) > 0, 10, "the worker to use CPU")
         b = bench.Bench(bench.FULL, tmp_path, LocalContainers())
         # Under this churn the old `cat /proc/[0-9]*/stat` failed about every other time.
         readings = [b.worker_ticks("app") for _ in range(60)]

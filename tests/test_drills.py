@@ -27,7 +27,7 @@ def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(
     slots = int(stack.env["APP_WORKERS"]) * int(stack.env["APP_THREADS"])
     try:
         slow = burst(lambda: get(stack, "/slow?ms=2000", 60).status_code, 3 * slots)
-        time.sleep(0.7)
+        stack.wait_until_handed_over(3 * slots)
         stopped = time.monotonic()
         stack.processes["app"].send_signal(signal.SIGTERM)
         statuses = [future.result() for future in slow]
@@ -148,7 +148,7 @@ def test_slowloris_ties_up_nginx_connections_but_no_app_worker(server):
     assert set(statuses) == {200}
     assert p99 < 0.250
     # nginx never passed a half-sent request on: the app server saw none of them.
-    assert "loris=" not in stack.app_log.read_text()
+    assert "loris=" not in stack.read_log(stack.app_log)
 
 
 def timed_get(session: requests.Session, stack: LocalStack) -> tuple[int, float]:
@@ -217,4 +217,4 @@ def test_a_request_past_the_budget_gets_504_and_its_worker_is_recycled(server):
     assert 12.5 <= elapsed <= 15  # nginx's read timeout: REQUEST_TIMEOUT + 5 s
     assert alongside_statuses == [200, 200, 200]
     assert healthy == 200
-    assert "past REQUEST_TIMEOUT=8s: retiring worker" in stack.app_log.read_text()
+    assert "past REQUEST_TIMEOUT=8s: retiring worker" in stack.read_log(stack.app_log)

@@ -51,7 +51,7 @@ def test_a_config_that_fails_nginx_t_leaves_the_running_config_untouched(stack):
 def test_reload_fails_when_old_workers_outlive_its_wait(stack):
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(requests.get, stack.base_url + "/slow?ms=5000", headers={"Host": HOST}, timeout=30)
-        time.sleep(0.5)  # the request is inside an nginx worker, which the reload makes an old one
+        stack.wait_until_handed_over(1)  # inside an nginx worker, which the reload makes an old one
         started = time.monotonic()
         impatient = reload(stack, NGINX_OLD_WORKERS_WAIT="1")
         waited = time.monotonic() - started

@@ -30,8 +30,10 @@ from urllib.parse import urlsplit
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "scripts"))
 
 import report  # noqa: E402  (a sibling module; HERE is on sys.path now)
+from dotenv_file import read_dotenv  # noqa: E402  (scripts/, on sys.path now)
 
 COMPOSE = ["docker", "compose", "--project-directory", str(REPO), "-f", str(HERE / "compose.yml")]
 # The Host header our nginx and Django answer for (ALLOWED_HOSTS in .env).
@@ -703,10 +705,11 @@ class Bench:
 
 
 def dotenv(name: str) -> str:
-    for line in (REPO / ".env").read_text().splitlines():
-        if line.startswith(f"{name}="):
-            return os.environ.get(name) or line.split("=", 1)[1]
-    raise KeyError(f"{name} is not in .env")
+    """A shared setting: the environment's value if set, else .env's (scripts/dotenv_file.py reads it)."""
+    value = os.environ.get(name) or read_dotenv(REPO / ".env").get(name)
+    if value is None:
+        raise KeyError(f"{name} is not in .env")
+    return value
 
 
 def machine_facts() -> dict[str, object]:

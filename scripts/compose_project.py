@@ -1,0 +1,88 @@
+"""The compose stack under a project name and port of its own, next to any stack already running.
+
+`make bench-images` (scripts/bench_images.py) times `up` with it; the tests' ComposeStack
+(tests/compose_stack.py) builds on it. Scripts never import from tests/, tests may import from here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("gunicorn", "uwsgi")
+SECRET_FILE = ROOT / ".secrets" / "django_secret_key"
+BOTH_PROFILES = ("--profile", "gunicorn", "--profile", "uwsgi")
+EVERY_PROFILE = (*BOTH_PROFILES, "--profile", "loadtest")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_secret_file() -> None:
+    """What `make up` does on first use: the compose secret must exist before `up`."""
+    if not SECRET_FILE.exists():
+        SECRET_FILE.parent.mkdir(mode=0o700, exist_ok=True)
+        SECRET_FILE.write_text(secrets.token_urlsafe(50) + "\n")
+        SECRET_FILE.chmod(0o644)
+
+
+@dataclass
+class ComposeProject:
+    server: str
+    project: str
+    port: int
+    # Settings a test changes, as a user would in the shell (APP_THREADS=10 make up).
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def env(self, server: str | None = None) -> dict[str, str]:
+        env = {
+            **os.environ,
+            **self.overrides,
+            "APP_SERVER": server or self.server,
+            "HTTP_PORT": str(self.port),
+            "COMPOSE_PROJECT_NAME": self.project,
+        }
+        # .env derives the profile from APP_SERVER, as it would for a user's shell; and the
+        # stack under test uses its own defaults, whatever this process's environment holds.
+        for inherited in ("COMPOSE_PROFILES", "DATABASE_URL", "ALLOWED_HOSTS", "MAX_BODY_MB"):
+            env.pop(inherited, None)
+        return env
+
+    def compose(
+        self, *args: str, server: str | None = None, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["docker", "compose", *args],
+            cwd=ROOT,
+            env=self.env(server),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"docker compose {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def up(self, *args: str, server: str | None = None) -> float:
+        """Start (or update) the stack and wait until every container is healthy; return seconds."""
+        started = time.monotonic()
+        self.compose("up", "--detach", "--wait", "--wait-timeout", "180", *args, server=server)
+        return time.monotonic() - started
+
+    def down(self, *args: str) -> None:
+        self.compose(*EVERY_PROFILE, "down", "--remove-orphans", *args, timeout=180)
+
+
+def project_name(server: str, prefix: str) -> str:
+    if server not in SERVERS:
+        raise ValueError(f"server must be one of {', '.join(SERVERS)}, got {server!r}")
+    return f"{prefix}-{server}-{secrets.token_hex(3)}"
