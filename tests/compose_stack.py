@@ -13,7 +13,7 @@ import requests
 # `make bench-images` uses too. ensure_secret_file is imported from here by the tests.
 from compose_project import BOTH_PROFILES, EVERY_PROFILE, ComposeProject, project_name
 from compose_project import ensure_secret_file as ensure_secret_file
-from harness import HOST, ROOT, free_port
+from harness import HOST, ROOT, free_port, handed_over, wait_until
 
 
 def docker_available() -> str | None:
@@ -58,6 +58,16 @@ class ComposeStack(ComposeProject):
 
     def get(self, path: str, timeout: float = 10) -> requests.Response:
         return requests.get(f"http://127.0.0.1:{self.port}{path}", headers={"Host": HOST}, timeout=timeout)
+
+    def wait_until_handed_over(self, count: int, timeout: float = 30) -> None:
+        """Wait until `count` requests sent to nginx are in the app server's hands, judged from
+        nginx's own TCP table (harness.handed_over): nginx listens on 8080, the app servers on 8000."""
+
+        def check() -> bool:
+            table = self.compose("exec", "-T", "nginx", "cat", "/proc/net/tcp", check=False).stdout
+            return bool(table) and handed_over(table, 8080, 8000, count)
+
+        wait_until(check, timeout, f"{count} requests to reach {self.server} through nginx")
 
     def container_ids(self, service: str) -> list[str]:
         done = self.compose(*BOTH_PROFILES, "ps", "--quiet", service)

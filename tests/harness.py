@@ -58,16 +58,24 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
 TCP_ESTABLISHED, TCP_LISTEN = "01", "0A"
 
 
-def sockets_on(port: int) -> list[tuple[str, int]]:
-    """(state, bytes received and not yet read) of each loopback TCP socket whose local port is
-    `port`, from the kernel's table. A listening socket's count is its accept queue instead:
-    connections made but not yet accepted, which are listed as established sockets too."""
-    found = []
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        _, local, _, state, queues, *_ = line.split()
-        if int(local.rpartition(":")[2], 16) == port:
-            found.append((state, int(queues.partition(":")[2], 16)))
-    return found
+def handed_over(table: str, nginx_port: int, upstream_port: int, count: int) -> bool:
+    """Whether `count` requests are in the app server's hands, judged from a kernel TCP table
+    (/proc/net/tcp) that holds nginx's sockets: nginx has accepted and read every connection made
+    to it (none waits in its accept queue or holds unread bytes), and holds at least `count`
+    connections to the app server, running there or waiting in its listen queue. (With gunicorn
+    these include nginx's idle keep-alive connections; the nginx side of the check has none.)"""
+    clients, queued, upstream = [], 0, 0
+    for line in table.splitlines()[1:]:
+        _, local, remote, state, queues, *_ = line.split()
+        unread = int(queues.partition(":")[2], 16)  # a listening socket's: its accept queue
+        if int(local.rpartition(":")[2], 16) == nginx_port:
+            if state == TCP_LISTEN:
+                queued += unread
+            elif state == TCP_ESTABLISHED:
+                clients.append(unread)
+        elif int(remote.rpartition(":")[2], 16) == upstream_port and state == TCP_ESTABLISHED:
+            upstream += 1
+    return len(clients) >= count and not any(clients) and not queued and upstream >= count
 
 
 def burst(fetch: Callable[[], int], count: int) -> list[Future[int]]:
@@ -181,19 +189,12 @@ class LocalStack:
         return "\n".join(logs)
 
     def wait_until_handed_over(self, count: int, timeout: float = 30) -> None:
-        """Wait until `count` requests are in the app server's hands: nginx has accepted and read
-        every connection made to it (none waits in its accept queue or holds unread bytes), and
-        the app server holds at least `count` connections, running or in its own listen queue.
-        (gunicorn's count also has nginx's idle keep-alive connections; nginx's side has not.)"""
-
-        def handed_over() -> bool:
-            nginx = sockets_on(self.nginx_port)
-            clients = [unread for state, unread in nginx if state == TCP_ESTABLISHED]
-            queued = sum(unread for state, unread in nginx if state == TCP_LISTEN)
-            app = sum(state == TCP_ESTABLISHED for state, _ in sockets_on(self.app_port))
-            return len(clients) >= count and not any(clients) and not queued and app >= count
-
-        wait_until(handed_over, timeout, f"{count} requests to reach {self.server} through nginx")
+        """Wait until `count` requests sent to nginx are in the app server's hands (handed_over)."""
+        wait_until(
+            lambda: handed_over(Path("/proc/net/tcp").read_text(), self.nginx_port, self.app_port, count),
+            timeout,
+            f"{count} requests to reach {self.server} through nginx",
+        )
 
     def app_pid(self) -> int:
         """The app server's master: the process started here, except that uWSGI's entrypoint

@@ -268,7 +268,7 @@ def test_make_swap_edge_cases(images):
         # nginx's old workers outlive the wait: the swap stops short of draining gunicorn, says
         # so, and the same command finishes it once they are done.
         held = burst(lambda: stack.get("/slow?ms=25000", 40).status_code, 1)
-        time.sleep(0.7)
+        stack.wait_until_handed_over(1)
         impatient = stack.make("swap", "TO=uwsgi", NGINX_OLD_WORKERS_WAIT="1")
         assert impatient.returncode != 0
         assert "gunicorn was left running and was not drained" in impatient.stderr
@@ -282,8 +282,7 @@ def test_make_swap_edge_cases(images):
         assert stack.container_ids("gunicorn") == []
 
         # Three times as many slow requests as uWSGI has threads, then a swap away from it.
-        slow = burst(lambda: stack.get("/slow?ms=2000", 60).status_code, 3 * slots(stack))
-        time.sleep(0.7)
+        slow = slow_burst(stack, 3 * slots(stack))
         swapped = stack.make("swap", "TO=gunicorn")
         assert swapped.returncode == 0, swapped.stderr
         assert "done: gunicorn is active" in swapped.stdout
@@ -303,7 +302,7 @@ def slots(stack: ComposeStack) -> int:
 def slow_burst(stack: ComposeStack, count: int) -> list[Future[int]]:
     """More slow requests than the server has threads: the rest wait (uWSGI: in its listen queue)."""
     futures = burst(lambda: stack.get("/slow?ms=2000", 60).status_code, count)
-    time.sleep(0.7)  # all of them have reached the app server before the stop
+    stack.wait_until_handed_over(count)  # all of them are in the app server's hands before the stop
     return futures
 
 
