@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from gunicorn.workers.gthread import ThreadWorker
+
 from gunicorn import glogging
 
 app_dir = Path(__file__).resolve().parent.parent / "app"
@@ -25,9 +27,23 @@ bind = [shared.bind]
 # as uWSGI's listen (uwsgi/uwsgi.ini); gunicorn's own default is 2048.
 backlog = 1024
 
+
 # gthread: a thread per request, keep-alive to nginx, and a stream holds one thread, not a
 # whole worker. The sync worker does no keep-alive and blocks a process per stream.
-worker_class = "gthread"
+# On SIGTERM a gthread worker stops accepting but keeps its copy of the listening socket open
+# until its drain ends, so a connection nginx makes meanwhile waits in the kernel's queue and is
+# reset at the exit, too late for nginx to retry it elsewhere (a 503 in a scale-down). This one
+# closes it when the drain starts: new connections are refused at once and nginx sends them to
+# another replica (or answers 503 at once); what it accepted is still answered.
+class ThreadWorkerRefusingWhenStopping(ThreadWorker):
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:  # stopping, not merely at worker_connections
+            for listener in self.sockets:
+                listener.close()
+
+
+worker_class = ThreadWorkerRefusingWhenStopping
 # Processes: one per core. cpu_count() inside a container sees the host, so it is set, not guessed.
 workers = shared.workers
 # Threads per process: Django releases the GIL on I/O (database, sleeps, socket writes).

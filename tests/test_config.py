@@ -84,7 +84,9 @@ def test_gunicorn_keepalive_outlives_nginx_upstream_keepalive(gunicorn_conf):
 
 
 def test_gunicorn_worker_class_streams_and_keeps_alive(gunicorn_conf):
-    assert gunicorn_conf["worker_class"] == "gthread"
+    from gunicorn.workers.gthread import ThreadWorker
+
+    assert issubclass(gunicorn_conf["worker_class"], ThreadWorker)
     assert gunicorn_conf["worker_tmp_dir"] == "/dev/shm"
     assert gunicorn_conf["control_socket_disable"] is True
 

@@ -19,6 +19,16 @@ def get(stack: LocalStack, path: str, timeout: float = 15) -> requests.Response:
     return requests.get(stack.base_url + path, headers={"Host": HOST}, timeout=timeout)
 
 
+def refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        pass
+    return False
+
+
 @pytest.mark.parametrize("server", SERVERS)
 def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(server):
     # The shipped settings, and three times as many slow requests as the server has threads:
@@ -30,6 +40,10 @@ def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(
         stack.wait_until_handed_over(3 * slots)
         stopped = time.monotonic()
         stack.processes["app"].send_signal(signal.SIGTERM)
+        if server == "gunicorn":
+            # New connections are refused while the drain runs, so nginx can retry them at once
+            # elsewhere, instead of waiting in the listen queue to be reset when the server exits.
+            wait_until(lambda: refuses(stack.app_port), 3, "gunicorn to refuse new connections")
         statuses = [future.result() for future in slow]
         stack.processes["app"].wait(timeout=40)
         took = time.monotonic() - stopped
