@@ -7,18 +7,24 @@ SHELL := /bin/bash
 SERVERS := gunicorn uwsgi
 # The settings below that neither the shell nor the command line sets come from .env, read by the
 # tests' reader (scripts/dotenv_file.py) in one run, the first time one of them is needed.
-DOTENV_NAMES := APP_SERVER HTTP_PORT LOCUST_WORKERS LOCUST_UI_PORT
+DOTENV_NAMES := APP_SERVER HTTP_PORT HTTPS_PORT TLS_DIR LOCUST_WORKERS LOCUST_UI_PORT
 dotenv_values = $(eval dotenv_values := $$(shell python3 scripts/dotenv_file.py $(DOTENV_NAMES)))$(dotenv_values)
 # $(call dotenv,NAME): the value at NAME's place (join pairs the names with the values: NAME=value).
 dotenv = $(patsubst $(1)=%,%,$(filter $(1)=%,$(join $(addsuffix =,$(DOTENV_NAMES)),$(dotenv_values))))
 APP_SERVER ?= $(call dotenv,APP_SERVER)
 HTTP_PORT ?= $(call dotenv,HTTP_PORT)
-export APP_SERVER HTTP_PORT
+HTTPS_PORT ?= $(call dotenv,HTTPS_PORT)
+TLS_DIR ?= $(call dotenv,TLS_DIR)
+export APP_SERVER HTTP_PORT HTTPS_PORT TLS_DIR
 
 SCENARIOS := throughput streaming swap
 BENCH_PROFILES := full tiny
 BENCH_PROFILE ?= full
 SCENARIO ?= throughput
+# Where loadtest and compare send: nginx's front door, HTTPS; http only with HTTPS_REDIRECT=0.
+SCHEMES := https http
+SCHEME ?= https
+LOADTEST_URL = $(SCHEME)://localhost:$(if $(filter http,$(SCHEME)),$(HTTP_PORT),$(HTTPS_PORT))
 USERS ?= 16
 DURATION ?= 20s
 ROUNDS ?= 3
@@ -33,6 +39,8 @@ PYTHON := $(VENV)/bin/python
 # Both profiles, so down/logs/ps also see a server that is no longer the selected one.
 COMPOSE_ALL := docker compose --profile gunicorn --profile uwsgi --profile loadtest
 SECRET_FILE := .secrets/django_secret_key
+# Where scripts/local_tls.py keeps the certificate it makes; any other TLS_DIR is the user's own.
+LOCAL_TLS_DIR := .secrets/tls
 # Extra CA certificates for the locally built base image (a TLS-re-signing proxy needs them).
 BASE_IMAGE_CA_DIR ?=
 
@@ -40,7 +48,7 @@ BASE_IMAGE_CA_DIR ?=
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
 .PHONY: help up down clean logs ps swap test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
-	bench bench-images base-image
+	bench bench-images base-image tls tls-reload
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -53,6 +61,7 @@ help: ## List the targets and the variables they read
 	@echo "  BASE_IMAGE_CA_DIR    CA certificates to trust in the locally built base image"
 	@echo "  TO, SWAP_TIMEOUT=$(SWAP_TIMEOUT)   for swap: the server to swap to ($(SERVERS)); seconds it may take to be healthy"
 	@echo "  SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) ROUNDS=$(ROUNDS)   for loadtest, compare, loadtest-ui ($(SCENARIOS))"
+	@echo "  SCHEME=$(SCHEME)   for loadtest, compare ($(SCHEMES)): nginx's HTTPS or plain HTTP port"
 	@echo "  BENCH_PROFILE=$(BENCH_PROFILE)   for bench ($(BENCH_PROFILES)): tiny is the two-minute smoke run"
 
 # The directory is private to its owner; the file is readable so the container's
@@ -62,12 +71,20 @@ $(SECRET_FILE):
 	@python3 -c 'import secrets; print(secrets.token_urlsafe(50))' >$@ && chmod 644 $@
 	@echo "Generated a Django secret key in $@ (kept out of git)."
 
-up: $(SECRET_FILE) ## Build and start nginx + APP_SERVER; waits until healthy, then prints the URL
+up: $(SECRET_FILE) tls ## Build and start nginx + APP_SERVER; waits until healthy, then prints the URLs
 	$(call one_of,APP_SERVER,$(APP_SERVER),$(SERVERS))
 	docker compose up --detach --build --remove-orphans --wait --wait-timeout 300
 	@# Switching servers this way recreates nginx; the previous server is no longer routed to.
 	$(COMPOSE_ALL) rm --stop --force $(filter-out $(APP_SERVER),$(SERVERS))
-	@echo "Serving through nginx -> $(APP_SERVER): http://localhost:$(HTTP_PORT)/"
+	@echo "Serving through nginx -> $(APP_SERVER): https://localhost:$(HTTPS_PORT)/ (HTTP/1.1, 2 and 3)," \
+	  "http://localhost:$(HTTP_PORT)/ redirects there"
+
+tls: ## With TLS_DIR=.secrets/tls (the default): make or renew the local CA's certificate for ALLOWED_HOSTS
+	@if [ "$(TLS_DIR)" = "$(LOCAL_TLS_DIR)" ]; then python3 scripts/local_tls.py; \
+	  else echo "TLS_DIR=$(TLS_DIR): your own certificate; nothing to make"; fi
+
+tls-reload: ## Load new certificate files into the running nginx (checked first; a graceful reload)
+	docker compose exec nginx /etc/nginx/stack/reload-tls.sh
 
 down: ## Stop and remove the containers (the database volume stays)
 	$(COMPOSE_ALL) down --remove-orphans
@@ -116,15 +133,17 @@ swap: ## Swap the running stack's app server to TO (gunicorn|uwsgi) without drop
 
 loadtest: $(VENV)/.installed ## Run SCENARIO headless with USERS for DURATION against the running stack
 	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
-	$(PYTHON) loadtest/run.py $(SCENARIO) --host http://localhost:$(HTTP_PORT) --users $(USERS) --duration $(DURATION) \
+	$(call one_of,SCHEME,$(SCHEME),$(SCHEMES))
+	$(PYTHON) loadtest/run.py $(SCENARIO) --host $(LOADTEST_URL) --users $(USERS) --duration $(DURATION) \
 	  --results-dir $(RESULTS_DIR)
 
 compare: $(VENV)/.installed ## Run SCENARIO against gunicorn and uWSGI in ROUNDS interleaved rounds; writes report.md + chart
 	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
+	$(call one_of,SCHEME,$(SCHEME),$(SCHEMES))
 	$(PYTHON) loadtest/compare.py $(SCENARIO) --rounds $(ROUNDS) --users $(USERS) --duration $(DURATION) \
-	  --results-dir $(RESULTS_DIR)
+	  --results-dir $(RESULTS_DIR) --host $(LOADTEST_URL)
 
-loadtest-ui: $(SECRET_FILE) ## Locust master + LOCUST_WORKERS workers in compose; web UI on http://localhost:8089
+loadtest-ui: $(SECRET_FILE) tls ## Locust master + LOCUST_WORKERS workers in compose; web UI on http://localhost:8089
 	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
 	@# Naming a profile on the command line replaces COMPOSE_PROFILES, so name the server too.
 	LOADTEST_SCENARIO=$(SCENARIO) docker compose --profile $(APP_SERVER) --profile loadtest \
@@ -134,7 +153,7 @@ loadtest-ui: $(SECRET_FILE) ## Locust master + LOCUST_WORKERS workers in compose
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
 	docker compose --profile loadtest rm --stop --force locust-master locust-worker
 
-bench: $(SECRET_FILE) $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep (~12 min)
+bench: $(SECRET_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep (~12 min)
 	$(call one_of,BENCH_PROFILE,$(BENCH_PROFILE),$(BENCH_PROFILES))
 	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench
 

@@ -67,7 +67,7 @@ def report(scenario: str, summaries: dict[str, list[dict]], args: argparse.Names
         "",
         f"Rounds per server: {args.rounds}, interleaved; {args.users} users, {args.duration:g} s each "
         f"(the first {summaries[SERVERS[0]][0]['warmup_s']:g} s of each left out as warm-up), against the "
-        f"compose stack on http://localhost:{os.environ.get('HTTP_PORT', '8080')}.",
+        f"compose stack on {args.host}.",
         "",
         verdict(medians, noise, args.rounds),
         "",
@@ -140,6 +140,7 @@ def main(argv: list[str]) -> int:
     parse.add_argument("--users", type=int, default=16)
     parse.add_argument("--duration", type=runner.seconds, default="20s")
     parse.add_argument("--results-dir", default=str(ROOT / "results"))
+    parse.add_argument("--host", help="the stack's base URL; default https://localhost:$HTTPS_PORT")
     args = parse.parse_args(argv)
     runner.check_scenario(args.scenario)
     if args.rounds < 1:
@@ -147,7 +148,7 @@ def main(argv: list[str]) -> int:
 
     out = Path(args.results_dir) / f"compare-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{args.scenario}"
     out.mkdir(parents=True)
-    host = f"http://localhost:{os.environ.get('HTTP_PORT', '8080')}"
+    host = args.host = args.host or f"https://localhost:{os.environ.get('HTTPS_PORT', '8443')}"
     summaries: dict[str, list[dict]] = {server: [] for server in SERVERS}
     for round_number in range(args.rounds):
         for server in order(round_number):

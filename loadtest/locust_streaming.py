@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 
+import urllib3
 from locust import HttpUser, constant, task
 from recording import HOST_HEADER  # importing it also registers the raw-timing listener
 
@@ -32,11 +33,17 @@ def sent_at_of_event_line(line: bytes) -> float | None:
     return float(json.loads(line.removeprefix(b"data: "))["sent_at"])
 
 
+# ...and without a warning per request for it.
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+
 class StreamingUser(HttpUser):
     wait_time = constant(0)
 
     def on_start(self) -> None:
         self.client.headers.update(HOST_HEADER)
+        # Unverified over https://, as every scenario is (locust_throughput.py says why).
+        self.client.verify = False
 
     def timed_stream(self, path: str, name: str, sent_at_of: object) -> None:
         started = time.perf_counter()

@@ -2,6 +2,10 @@
 
 A closed loop: each user sends its next request when the last one answers. FastHttpUser
 keeps the generator's CPU per request low, so the server, not Locust, sets the pace.
+
+Over https:// no scenario verifies nginx's certificate (FastHttpUser's default): a load test
+measures the stack it was pointed at, whose certificate may name the public host or come from
+the local CA. The TLS tests check certificates (tests/test_tls.py).
 """
 
 from locust import FastHttpUser, constant, task

@@ -26,9 +26,21 @@ case "$ALLOWED_HOSTS" in
 esac
 require_int REQUEST_TIMEOUT "${REQUEST_TIMEOUT:-}"
 require_int MAX_BODY_MB "${MAX_BODY_MB:-}"
+require_int HTTP_PORT "${HTTP_PORT:-}"
+require_int HTTPS_PORT "${HTTPS_PORT:-}"
+require_int HSTS_SECONDS "${HSTS_SECONDS:-}"
+case "${HTTPS_REDIRECT:-}" in
+0 | 1) ;;
+*) fail "HTTPS_REDIRECT must be 1 (plain HTTP redirects to https://) or 0 (a TLS terminator is in front), got '${HTTPS_REDIRECT:-}'" ;;
+esac
+[ -n "${TLS_CERT_FILE:-}" ] || fail "TLS_CERT_FILE (the certificate chain, PEM) is required"
+[ -n "${TLS_KEY_FILE:-}" ] || fail "TLS_KEY_FILE (the certificate's private key, PEM) is required"
+"$conf_dir/check-tls.sh" "$TLS_CERT_FILE" "$TLS_KEY_FILE"
 
 export NGINX_CONF_DIR="$conf_dir"
 export NGINX_LISTEN="${NGINX_LISTEN:-8080}"
+export NGINX_TLS_LISTEN="${NGINX_TLS_LISTEN:-8443}"
+export ACME_ROOT="${ACME_ROOT:-/srv/acme}"
 export NGINX_RUN_DIR="${NGINX_RUN_DIR:-/tmp/nginx}"
 export NGINX_WORKER_PROCESSES="${NGINX_WORKER_PROCESSES:-auto}"
 export NGINX_ACCESS_LOG="${NGINX_ACCESS_LOG:-/dev/stdout}"
@@ -36,6 +48,21 @@ export NGINX_ACCESS_LOG="${NGINX_ACCESS_LOG:-/dev/stdout}"
 export NGINX_READ_TIMEOUT=$((REQUEST_TIMEOUT + 5))
 NGINX_SERVER_NAMES=$(echo "$ALLOWED_HOSTS" | tr ',' ' ')
 export NGINX_SERVER_NAMES
+# The published ports as clients see them, for redirects and the app's Host: none for 80 and 443.
+port_suffix() { if [ "$1" = "$2" ]; then echo ""; else echo ":$1"; fi; }
+NGINX_HTTP_PORT_SUFFIX=$(port_suffix "$HTTP_PORT" 80)
+NGINX_HTTPS_PORT_SUFFIX=$(port_suffix "$HTTPS_PORT" 443)
+export NGINX_HTTP_PORT_SUFFIX NGINX_HTTPS_PORT_SUFFIX
+# nginx 1.25.1 turned HTTP/2 from a listen parameter into a directive, and QUIC needs http_v3.
+# With both (the image), the template's `#[quic] ` lines are kept; without (Debian 12's 1.22, in
+# the local tests), they are dropped and HTTP/2 goes on the TLS listen line.
+if nginx -V 2>&1 | grep -q -- --with-http_v3_module; then
+    quic='s/^\([[:space:]]*\)#\[quic\] /\1/'
+    export NGINX_LISTEN_HTTP2=""
+else
+    quic='/^[[:space:]]*#\[quic\] /d'
+    export NGINX_LISTEN_HTTP2=" http2"
+fi
 
 mkdir -p "$NGINX_RUN_DIR"
 # Render next to the live config and let nginx check it; only a config that passes replaces
@@ -46,9 +73,11 @@ trap 'rm -f "$candidate"' EXIT
 # Only these names are replaced; nginx's own $variables pass through untouched. The quotes
 # are meant: envsubst, not the shell, reads the names.
 # shellcheck disable=SC2016
-envsubst '$NGINX_CONF_DIR $NGINX_LISTEN $NGINX_RUN_DIR $NGINX_WORKER_PROCESSES $NGINX_ACCESS_LOG
-    $NGINX_READ_TIMEOUT $NGINX_SERVER_NAMES $APP_SERVER $APP_SERVER_ADDR $STATIC_ROOT $MAX_BODY_MB' \
-    <"$conf_dir/nginx.conf.template" >"$candidate"
+sed "$quic" "$conf_dir/nginx.conf.template" | envsubst '$NGINX_CONF_DIR $NGINX_LISTEN $NGINX_RUN_DIR
+    $NGINX_WORKER_PROCESSES $NGINX_ACCESS_LOG $NGINX_READ_TIMEOUT $NGINX_SERVER_NAMES $APP_SERVER
+    $APP_SERVER_ADDR $STATIC_ROOT $MAX_BODY_MB $NGINX_TLS_LISTEN $NGINX_LISTEN_HTTP2 $TLS_CERT_FILE
+    $TLS_KEY_FILE $HSTS_SECONDS $HTTPS_PORT $HTTPS_REDIRECT $ACME_ROOT $NGINX_HTTP_PORT_SUFFIX
+    $NGINX_HTTPS_PORT_SUFFIX' >"$candidate"
 nginx -e stderr -t -q -c "$candidate" || fail "the rendered config failed nginx -t (above); nothing was changed"
 chmod 644 "$candidate"
 mv "$candidate" "$NGINX_RUN_DIR/nginx.conf"

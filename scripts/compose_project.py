@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import local_tls
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("gunicorn", "uwsgi")
 SECRET_FILE = ROOT / ".secrets" / "django_secret_key"
@@ -28,11 +30,27 @@ def free_port() -> int:
 
 
 def ensure_secret_file() -> None:
-    """What `make up` does on first use: the compose secret must exist before `up`."""
+    """What `make up` does on first use: the compose secret and the local certificate (in
+    .secrets/tls, which .env's TLS_DIR names) must exist before `up`."""
     if not SECRET_FILE.exists():
         SECRET_FILE.parent.mkdir(mode=0o700, exist_ok=True)
         SECRET_FILE.write_text(secrets.token_urlsafe(50) + "\n")
         SECRET_FILE.chmod(0o644)
+    if local_tls.main([]) != 0:
+        raise RuntimeError("scripts/local_tls.py could not make the local certificate")
+
+
+def free_udp_port_too() -> int:
+    """A port free for TCP and for UDP, as HTTPS_PORT must be (HTTP/3 uses the same number)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no port free for both TCP and UDP in 50 tries")
 
 
 @dataclass
@@ -40,8 +58,14 @@ class ComposeProject:
     server: str
     project: str
     port: int
+    # The HTTPS port, TCP and UDP; 0: a free one is picked.
+    https_port: int = 0
     # Settings a test changes, as a user would in the shell (APP_THREADS=10 make up).
     overrides: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.https_port:
+            self.https_port = free_udp_port_too()
 
     def env(self, server: str | None = None) -> dict[str, str]:
         env = {
@@ -49,6 +73,7 @@ class ComposeProject:
             **self.overrides,
             "APP_SERVER": server or self.server,
             "HTTP_PORT": str(self.port),
+            "HTTPS_PORT": str(self.https_port),
             "COMPOSE_PROJECT_NAME": self.project,
         }
         # .env derives the profile from APP_SERVER, as it would for a user's shell; and the

@@ -18,6 +18,7 @@ import argparse
 import fcntl
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -70,10 +71,18 @@ def active_server() -> str:
     return done.stdout.strip()
 
 
-def answering_server(port: str) -> str | None:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/readyz", headers={"Host": "localhost"})
+# Which server answers on loopback, not who nginx is: the certificate names the public host (or
+# comes from a local CA this process need not trust), so it is not checked here.
+UNVERIFIED = ssl.create_default_context()
+UNVERIFIED.check_hostname = False
+UNVERIFIED.verify_mode = ssl.CERT_NONE
+
+
+def answering_server(https_port: str) -> str | None:
+    """The X-App-Server of nginx's answer to /readyz on the HTTPS port (plain HTTP redirects)."""
+    request = urllib.request.Request(f"https://127.0.0.1:{https_port}/readyz", headers={"Host": "localhost"})
     try:
-        with urllib.request.urlopen(request, timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2, context=UNVERIFIED) as response:
             return response.headers.get("X-App-Server")
     except (urllib.error.URLError, OSError):
         return None
@@ -170,7 +179,7 @@ def main(argv: list[str]) -> int:
         print(f"swap: TO must be one of: {', '.join(SERVERS)} (got {args.to!r})", file=sys.stderr)
         return 2
     try:
-        swap(args.to, os.environ.get("HTTP_PORT", "8080"), args.timeout)
+        swap(args.to, os.environ.get("HTTPS_PORT", "8443"), args.timeout)
     except SwapError as error:
         print(f"swap: aborted: {error}", file=sys.stderr)
         return 1

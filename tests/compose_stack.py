@@ -15,6 +15,9 @@ from compose_project import BOTH_PROFILES, EVERY_PROFILE, ComposeProject, projec
 from compose_project import ensure_secret_file as ensure_secret_file
 from harness import HOST, ROOT, free_port, handed_over, wait_until
 
+# The CA scripts/local_tls.py keeps for `make up` (ensure_secret_file makes it).
+LOCAL_CA = str(ROOT / ".secrets" / "ca" / "ca.pem")
+
 
 def docker_available() -> str | None:
     """None when an engine and the compose plugin answer, else why not."""
@@ -57,15 +60,19 @@ class ComposeStack(ComposeProject):
         )
 
     def get(self, path: str, timeout: float = 10) -> requests.Response:
-        return requests.get(f"http://127.0.0.1:{self.port}{path}", headers={"Host": HOST}, timeout=timeout)
+        """GET over HTTPS, nginx's front door, trusting the local CA that `make up` made."""
+        return requests.get(
+            f"https://127.0.0.1:{self.https_port}{path}", headers={"Host": HOST}, timeout=timeout, verify=LOCAL_CA
+        )
 
     def wait_until_handed_over(self, count: int, timeout: float = 30) -> None:
         """Wait until `count` requests sent to nginx are in the app server's hands, judged from
-        nginx's own TCP table (harness.handed_over): nginx listens on 8080, the app servers on 8000."""
+        nginx's own TCP table (harness.handed_over): nginx listens on 8443 for HTTPS, the app
+        servers on 8000."""
 
         def check() -> bool:
             table = self.compose("exec", "-T", "nginx", "cat", "/proc/net/tcp", check=False).stdout
-            return bool(table) and handed_over(table, 8080, 8000, count)
+            return bool(table) and handed_over(table, 8443, 8000, count)
 
         wait_until(check, timeout, f"{count} requests to reach {self.server} through nginx")
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import local_tls
 import psutil
 from compose_project import free_port
 from dotenv_file import read_dotenv  # the .env reader of the Makefile too; tests import it from here
@@ -112,6 +113,7 @@ class LocalStack:
     env: dict[str, str]
     nginx_port: int
     app_port: int
+    https_port: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # The log files' contents when stop() removed the directory: read_log serves them from here.
     kept_logs: dict[str, str] = field(default_factory=dict)
@@ -119,6 +121,10 @@ class LocalStack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.nginx_port}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.https_port}"
 
     @property
     def app_log(self) -> Path:
@@ -206,7 +212,7 @@ class LocalStack:
         return started.children()[0].pid
 
     def answering_server(self) -> str | None:
-        return answering_server(str(self.nginx_port))
+        return answering_server(str(self.https_port))
 
     def swap(self, target: str, events: Path | None = None) -> None:
         """What `make swap` does, for local processes: start the target on a new port, wait until
@@ -261,6 +267,22 @@ def remove_workdirs() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+_TLS_DIR: list[Path] = []
+
+
+def tls_files() -> Path:
+    """A local CA and a certificate for localhost and 127.0.0.1 (scripts/local_tls.py, as `make up`
+    makes them), one per test run: the directory holding ca/ca.pem and tls/{cert,key}.pem."""
+    if not _TLS_DIR:
+        secrets_dir = Path(tempfile.mkdtemp(prefix="stack-tls-"))
+        secrets_dir.chmod(0o755)
+        WORKDIRS.append(secrets_dir)
+        if local_tls.main(["--secrets", str(secrets_dir), "--hosts", "localhost,127.0.0.1"]) != 0:
+            raise RuntimeError("scripts/local_tls.py failed")
+        _TLS_DIR.append(secrets_dir)
+    return _TLS_DIR[0]
+
+
 def local_stack(server: str, **overrides: str) -> LocalStack:
     """Build (not start) a stack for `server`; overrides replace .env values, as a shell would."""
     if server not in SERVERS:
@@ -271,7 +293,9 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
     WORKDIRS.append(workdir)
     # nginx's workers run as an unprivileged user when the tests run as root: let them read.
     workdir.chmod(0o755)
-    nginx_port, app_port = free_port(), free_port()
+    nginx_port, app_port, https_port = free_port(), free_port(), free_port()
+    tls = tls_files()
+    (workdir / "acme").mkdir()
     env = {
         **os.environ,
         **read_dotenv(),
@@ -279,6 +303,15 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
         "APP_BIND": f"127.0.0.1:{app_port}",
         "APP_SERVER_ADDR": f"127.0.0.1:{app_port}",
         "NGINX_LISTEN": f"127.0.0.1:{nginx_port}",
+        "NGINX_TLS_LISTEN": f"127.0.0.1:{https_port}",
+        "HTTP_PORT": str(nginx_port),
+        "HTTPS_PORT": str(https_port),
+        # Most tests look at the app over plain HTTP, as behind a TLS terminator; the HTTPS tests
+        # (tests/test_tls.py) turn the shipped redirect back on.
+        "HTTPS_REDIRECT": "0",
+        "TLS_CERT_FILE": str(tls / "tls" / "cert.pem"),
+        "TLS_KEY_FILE": str(tls / "tls" / "key.pem"),
+        "ACME_ROOT": str(workdir / "acme"),
         "NGINX_RUN_DIR": str(workdir / "nginx"),
         "NGINX_ACCESS_LOG": str(workdir / "nginx-access.log"),
         "STATIC_ROOT": str(workdir / "static"),
@@ -289,7 +322,9 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         **overrides,
     }
-    return LocalStack(server=server, workdir=workdir, env=env, nginx_port=nginx_port, app_port=app_port)
+    return LocalStack(
+        server=server, workdir=workdir, env=env, nginx_port=nginx_port, app_port=app_port, https_port=https_port
+    )
 
 
 @contextmanager
@@ -306,10 +341,11 @@ def buffering_nginx(stack: LocalStack) -> Iterator[LocalStack]:
     directives = pass_file.read_text().replace("proxy_http_version 1.1;", "proxy_http_version 1.0;")
     buffering_pass = stack.workdir / f"buffering-pass-{stack.server}.conf"
     buffering_pass.write_text(f"{directives}\n{prefix}_ignore_headers X-Accel-Buffering;\n")
-    port = free_port()
+    port, https_port = free_port(), free_port()
     env = {
         **stack.env,
         "NGINX_LISTEN": f"127.0.0.1:{port}",
+        "NGINX_TLS_LISTEN": f"127.0.0.1:{https_port}",
         "NGINX_RUN_DIR": str(stack.workdir / "buffering"),
     }
     rendered = subprocess.run(
@@ -323,6 +359,6 @@ def buffering_nginx(stack: LocalStack) -> Iterator[LocalStack]:
     nginx = subprocess.Popen(["nginx", "-e", "stderr", "-c", str(conf), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: port_open(port), 10, "the buffering nginx")
-        yield LocalStack(stack.server, stack.workdir, env, port, stack.app_port)
+        yield LocalStack(stack.server, stack.workdir, env, port, stack.app_port, https_port)
     finally:
         stop_process(nginx, signal.SIGQUIT, 15)

@@ -155,7 +155,7 @@ def test_only_nginx_publishes_a_port():
     services = compose()["services"]
     stack = {name: service for name, service in services.items() if "loadtest" not in service.get("profiles", [])}
     assert [name for name, service in stack.items() if "ports" in service] == ["nginx"]
-    assert services["nginx"]["ports"] == ["${HTTP_PORT}:8080"]
+    assert services["nginx"]["ports"] == ["${HTTP_PORT}:8080", "${HTTPS_PORT}:8443/tcp", "${HTTPS_PORT}:8443/udp"]
     # The optional Locust UI listens on loopback only.
     assert services["locust-master"]["ports"] == ["127.0.0.1:${LOCUST_UI_PORT}:8089"]
 

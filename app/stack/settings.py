@@ -96,25 +96,15 @@ SLOW_MAX_MS = env_int("SLOW_MAX_MS", 2000, 0, 3_600_000)
 # nginx rejects larger bodies with 413 first; the app enforces the same cap for direct callers.
 MAX_BODY_MB = env_int("MAX_BODY_MB", 10, 1, 1024)
 
-# nginx overwrites X-Forwarded-Proto on every request, so it can be trusted here, and
-# is_secure() comes out the same under gunicorn and uWSGI.
+# nginx terminates TLS and overwrites X-Forwarded-Proto on every request with the scheme the
+# client used, so it can be trusted here, and is_secure() comes out the same under both servers.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-# TLS terminates in front of nginx; the redirect to https belongs there, before Python (W008).
-SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
-# Browsers honour HSTS only over https, and Django sends it only on secure requests.
-SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000, 0, 63072000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
-# Preload is a promise to the browsers' list that anyone may submit the domain to: opt in (W021).
-SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
-# Only the two checks whose advice is deliberately left to the operator, each only while declined.
-SILENCED_SYSTEM_CHECKS = [
-    check
-    for check, declined in (
-        ("security.W008", not SECURE_SSL_REDIRECT),
-        ("security.W021", not SECURE_HSTS_PRELOAD),
-    )
-    if declined
-]
+# nginx owns both of these for every response, its own and the app's (nginx/nginx.conf.template):
+# the redirect to https:// happens before a request reaches Python (W008), and nginx sends HSTS
+# with HSTS_SECONDS on HTTPS responses (W004), so Django sends neither.
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0
+SILENCED_SYSTEM_CHECKS = ["security.W004", "security.W008"]
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -20,6 +20,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -188,7 +189,8 @@ def upload(request: HttpRequest) -> JsonResponse:
 @csrf_exempt  # as /upload: no cookies, nothing for CSRF to protect
 @require_http_methods(["GET", "POST"])
 def request_info(request: HttpRequest) -> JsonResponse:
-    """What the app sees of a request, so the two servers can be compared field by field."""
+    """What the app sees of a request, so the two servers can be compared field by field. It also
+    sets the CSRF cookie, so tests can see the cookie flags the settings ask for."""
     digest = hashlib.sha256()
     size = 0
     while chunk := request.read(UPLOAD_READ_BYTES):
@@ -200,6 +202,8 @@ def request_info(request: HttpRequest) -> JsonResponse:
             "scheme": request.scheme,
             "is_secure": request.is_secure(),
             "host": request.get_host(),
+            "absolute_uri": request.build_absolute_uri(),
+            "csrf_token_set": bool(get_token(request)),
             "remote_addr": request.META.get("REMOTE_ADDR"),
             "path": request.path,
             "query": request.GET.dict(),
