@@ -17,7 +17,10 @@ warn() { echo "nginx/check-tls.sh: warning: $*" >&2; }
 for pair in "TLS_CERT_FILE=$cert" "TLS_KEY_FILE=$key"; do
     name=${pair%%=*}
     file=${pair#*=}
-    [ -e "$file" ] || fail "$name: $file does not exist"
+    if [ ! -e "$file" ]; then
+        [ -x "$(dirname "$file")" ] || fail "$name: $file cannot be reached by uid $(id -u): its directory is not searchable"
+        fail "$name: $file does not exist"
+    fi
     [ -f "$file" ] || fail "$name: $file is not a regular file"
     [ -r "$file" ] || fail "$name: $file is not readable by uid $(id -u), which nginx runs as"
 done

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -173,9 +174,11 @@ class LocalStack:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with {process.returncode}\n{self.describe_failure()}")
-        request = urllib.request.Request(self.base_url + "/readyz", headers={"Host": HOST})
+        # Through the HTTPS port, which answers whether or not plain HTTP redirects.
+        request = urllib.request.Request(self.https_url + "/readyz", headers={"Host": HOST})
+        context = ssl.create_default_context(cafile=tls_files() / "ca" / "ca.pem")
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
+            with urllib.request.urlopen(request, timeout=2, context=context) as response:
                 return response.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False

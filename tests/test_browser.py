@@ -7,9 +7,12 @@ browser of its own here: it drives /usr/bin/chromium, which .ci/run installs wit
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from harness import HOST, ROOT, LocalStack
+from harness import HOST, ROOT, SERVERS, LocalStack, local_stack, tls_files
 from playwright.sync_api import Browser, ConsoleMessage, Playwright, Request, Response, sync_playwright
 
 PUBLIC = ROOT / "nginx" / "public"
@@ -137,8 +140,10 @@ def browser(playwright: Playwright) -> Iterator[Callable[[], Browser]]:
         if not launched:
             if not CHROMIUM.exists():
                 pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)")
+            # Trust the test certificate's key, and only it, as a person trusting the local CA would.
+            pin = f"--ignore-certificate-errors-spki-list={spki_sha256(tls_files() / 'tls' / 'cert.pem')}"
             launched.append(
-                playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000)
+                playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, pin], timeout=60_000)
             )
         return launched[0]
 
@@ -147,11 +152,20 @@ def browser(playwright: Playwright) -> Iterator[Callable[[], Browser]]:
         each.close()
 
 
+def spki_sha256(cert: Path) -> str:
+    """The base64 SHA-256 of the certificate's public key, as Chromium's pin list wants it."""
+    der = subprocess.run(
+        ["openssl", "x509", "-in", str(cert), "-noout", "-pubkey"], capture_output=True, text=True, check=True
+    ).stdout
+    body = "".join(line for line in der.splitlines() if "-----" not in line)
+    return base64.b64encode(hashlib.sha256(base64.b64decode(body)).digest()).decode()
+
+
 class Visit:
     """One page opened in a fresh browser context, with everything that went wrong on the way."""
 
-    def __init__(self, browser: Browser, stack: LocalStack, path: str) -> None:
-        self.url = f"http://{HOST}:{stack.nginx_port}{path}"
+    def __init__(self, browser: Browser, stack: LocalStack, path: str, url: str | None = None) -> None:
+        self.url = url or f"http://{HOST}:{stack.nginx_port}{path}"
         self.problems: list[str] = []
         self.responses: list[Response] = []
         self.context = browser.new_context()
@@ -245,3 +259,43 @@ def test_the_browser_gets_its_favicon_from_nginx(stack, visit):
     for entry in asked:
         assert entry["status"] in (200, 304), entry
         assert entry["upstream"] == "", f"an app server answered {entry}"
+
+
+# --- over HTTPS, as shipped ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def shipped(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+    """The shipped settings: plain HTTP redirects to HTTPS."""
+    running = local_stack(request.param, HTTPS_REDIRECT="1").start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_browser_is_sent_to_https_and_gets_http2_a_secure_context_and_its_events(browser, shipped):
+    page = Visit(browser(), shipped, "/", url=f"http://{HOST}:{shipped.nginx_port}/")
+    try:
+        response = page.open()
+        assert page.page.url == f"https://{HOST}:{shipped.https_port}/"
+        assert response.status == 200
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+        assert page.page.evaluate("() => window.isSecureContext")
+        protocol = page.page.evaluate("() => performance.getEntriesByType('navigation')[0].nextHopProtocol")
+        assert protocol == "h2"
+        events = page.page.evaluate(
+            """() => new Promise((resolve, reject) => {
+                const source = new EventSource("/events?count=3&interval_ms=50");
+                const seen = [];
+                source.addEventListener("tick", (event) => {
+                    seen.push(JSON.parse(event.data).seq);
+                    if (seen.length === 3) { source.close(); resolve(seen); }
+                });
+                source.onerror = () => { source.close(); reject(new Error("EventSource error")); };
+            })"""
+        )
+        assert events == [0, 1, 2]
+        assert page.problems == []
+    finally:
+        page.close()
