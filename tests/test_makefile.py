@@ -22,6 +22,7 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
         (("swap",), "TO must be one of: gunicorn uwsgi (got '')"),
         (("loadtest", "SCENARIO=soak"), "SCENARIO must be one of: throughput streaming swap (got 'soak')"),
         (("compare", "SCENARIO="), "SCENARIO must be one of: throughput streaming swap (got '')"),
+        (("loadtest", "SCHEME=ftp"), "SCHEME must be one of: https http (got 'ftp')"),
         (("loadtest-ui", "SCENARIO=x"), "SCENARIO must be one of: throughput streaming swap (got 'x')"),
         (("bench", "BENCH_PROFILE=huge"), "BENCH_PROFILE must be one of: full tiny (got 'huge')"),
     ],
