@@ -129,6 +129,97 @@ def test_the_one_percentile_is_nearest_rank_an_observed_sample_never_interpolate
         percentile([1.0], 95)  # a fraction, not a percent
 
 
+def test_https_against_http_is_paired_by_round_and_reads_nginx_cpu_per_request():
+    runs = []
+    for round_no, (http, https) in enumerate([(3000, 2400), (3300, 2900), (2800, 2100)], start=1):
+        for scheme, rps in (("http", http), ("https", https)):
+            r = run("https", f"gunicorn {scheme}", rps, round_no)
+            r["cpu"] = {"nginx-gunicorn": rps * (60e-6 if scheme == "http" else 150e-6), "gunicorn": 0.5}
+            runs.append(r)
+    result = report.https_plaintext(runs)
+    assert set(result) == {"gunicorn"}  # no uwsgi runs, no row
+    assert result["gunicorn"]["ratio"] == pytest.approx(0.8)  # 0.8, 0.879, 0.75
+    assert result["gunicorn"]["cost"]["http"]["nginx"] == pytest.approx(60)
+    assert result["gunicorn"]["cost"]["https"]["nginx"] == pytest.approx(150)
+
+
+def handshake(label: str, session: str, count: int, resumed: int, nginx_s: float) -> dict:
+    """One probe.py handshakes result as bench_https.py records it: 2 s, nginx_s of nginx's CPU."""
+    return {
+        "label": label,
+        "tls": label.split()[1],
+        "session": session,
+        "round": 1,
+        "seconds": 2.0,
+        "window_s": 2.0,
+        "rate": count / 2.0,
+        "handshakes": count,
+        "resumed": resumed,
+        "group": "X25519MLKEM768",
+        "cipher": "TLS_AES_256_GCM_SHA384",
+        "cpu_s": {"nginx-gunicorn": nginx_s, "loadgen": 1.5},
+        "machine_busy_s": 3.8,
+    }
+
+
+def test_a_reuse_row_counts_only_if_every_connection_resumed():
+    data = {
+        "https_handshakes": {
+            "nginx_service": "nginx-gunicorn",
+            "results": [
+                handshake("TLS 1.3 full", "new", 1000, 0, 1.2),
+                handshake("TLS 1.3 resumed", "reuse", 1200, 1200, 1.2),
+                # s_time asked to resume and nginx did not, for one connection in ten.
+                handshake("TLS 1.2 resumed", "reuse", 2000, 1800, 1.0),
+            ],
+        }
+    }
+    rows = report.handshakes(data)
+    assert rows["TLS 1.3 full"]["nginx_us"] == pytest.approx(1200)
+    assert rows["TLS 1.3 resumed"]["nginx_us"] == pytest.approx(1000)
+    assert rows["TLS 1.3 full"]["as_labelled"] and rows["TLS 1.3 resumed"]["as_labelled"]
+    assert not rows["TLS 1.2 resumed"]["as_labelled"]
+    assert rows["TLS 1.2 resumed"]["generator_cores"] == pytest.approx(0.75)
+
+
+# h2load 1.64's summary, as the loadgen image prints it (progress lines left out).
+H2LOAD_OUT = """starting benchmark...
+spawning thread #0: 6 total client(s). 60 total requests
+TLS Protocol: TLSv1.3
+Cipher: TLS_AES_128_GCM_SHA256
+Server Temp Key: X25519 253 bits
+Application protocol: http/1.1
+
+finished in 34.14ms, 1757.62 req/s, 1.62MB/s
+requests: 60 total, 60 started, 60 done, 58 succeeded, 2 failed, 0 errored, 0 timeout
+status codes: 58 2xx, 0 3xx, 2 4xx, 0 5xx
+traffic: 56.66KB (58020) total, 27.48KB (28140) headers (space savings 0.00%), 24.32KB (24900) data
+"""
+
+
+def test_h2load_summary_and_page_ratio():
+    import bench_https  # loadtest/bench/bench_https.py
+    from bench_targets import PROFILES
+
+    parsed = bench_https.parse_h2load(H2LOAD_OUT)
+    assert parsed["requests"] == 60 and parsed["succeeded"] == 58 and parsed["failed"] == 2
+    assert parsed["seconds"] == pytest.approx(0.03414)
+    assert parsed["alpn"] == "http/1.1" and parsed["header_bytes"] == 28140
+    assert bench_https.parse_h2load(H2LOAD_OUT.replace("34.14ms", "1.50s"))["seconds"] == pytest.approx(1.5)
+    with pytest.raises(RuntimeError, match="no summary"):
+        bench_https.parse_h2load("connect: Connection refused")
+    # Each file fetched `sets` times, so every connection of the six gets the whole set.
+    assert len(bench_https.page_files()) * PROFILES["tiny"].page_sets % bench_https.H1_CONNECTIONS == 0
+    results = [
+        {"protocol": "HTTP/2", "round": 1, "rps": 6000.0},
+        {"protocol": "HTTP/1.1", "round": 1, "rps": 4000.0},
+        {"protocol": "HTTP/2", "round": 2, "rps": 5000.0},
+        {"protocol": "HTTP/1.1", "round": 2, "rps": 5000.0},
+    ]
+    ratio = report.page_ratio({"https_page": {"results": results}})
+    assert ratio["ratios"] == [1.5, 1.0] and ratio["ratio"] == pytest.approx(1.25)
+
+
 def test_the_template_has_every_prose_block_the_code_asks_for_and_no_other():
     import re
 
@@ -170,6 +261,7 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         "## 5. Streaming: time to first byte",
         "## 6. Workers x threads",
         "## 7. The load generator",
+        "## 8. HTTPS",
     ):
         assert heading in text
     for chart in ("proxy_tax.png", "servers.png", "peers.png", "ceilings.png", "ttfb.png", "sweep.png"):
@@ -178,7 +270,7 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
 
     data = json.loads((tmp_path / "raw.json").read_text())
     sections = {r["section"] for r in data["runs"]}
-    assert sections == {"proxy-tax", "servers", "peers", "peers-paced", "ceilings", "sweep", "generator"}
+    assert sections == {"proxy-tax", "servers", "peers", "peers-paced", "ceilings", "sweep", "generator", "https"}
     # Section 1 measured the shipped paths, the Unix-socket ones and the naive peer's, and read the CPU
     # of the nginx and the app server on each (the report's per-request table rests on them).
     tax = report.proxy_tax(data["runs"])
@@ -198,6 +290,26 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
     for name, result in data["concurrent_streams"]["results"].items():
         assert report.concurrent_summary(result)["streams_ok"] == data["concurrent_streams"]["clients"], name
     assert data["locust"]["requests"] > 0 and data["locust"]["failures"] == 0
+    # Section 8 measured every cell, with numbers: HTTPS and plain HTTP through both nginx containers, each
+    # kind of handshake (every -reuse connection resumed, no -new one did) with nginx's CPU per handshake,
+    # and the page's files over HTTP/2 and HTTP/1.1, every request answered.
+    https = report.https_plaintext(data["runs"])
+    assert set(https) == {"gunicorn", "uwsgi"}
+    for server, pair in https.items():
+        assert pair["https"] > 0 and pair["ratio"] > 0, server
+        assert pair["cost"]["https"]["nginx"] > 0, server
+    kinds = report.handshakes(data)
+    assert set(kinds) == {f"TLS {v} {s}" for v in ("1.3", "1.2") for s in ("full", "resumed")}
+    for label, kind in kinds.items():
+        assert kind["handshakes"] > 0 and kind["as_labelled"] and kind["nginx_us"] > 0, (label, kind["resumed"])
+    assert kinds["TLS 1.3 resumed"]["resumed"] == kinds["TLS 1.3 resumed"]["handshakes"]
+    page = data["https_page"]
+    assert {r["protocol"] for r in page["results"]} == {"HTTP/2", "HTTP/1.1"}
+    for r in page["results"]:
+        assert r["succeeded"] == r["requests"] == page["files"] * page["sets"], r["protocol"]
+    assert report.page_ratio(data)["ratio"] > 0
+    https_section = text[text.index("## 8. HTTPS") : text.index("## Reproduce")]
+    assert "n/a" not in https_section and "Not resumed" not in https_section
     # The run left nothing behind.
     left = subprocess.run(
         ["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=wsgi-stack-bench", "-q"],

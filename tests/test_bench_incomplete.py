@@ -183,12 +183,39 @@ class FakeContainers:
             if mode == "concurrent":
                 clients = int(args[args.index("--clients") + 1])
                 return json.dumps({"wall_ms": 300.0, "streams": [TIMING] * clients, "probes": [TIMING] * 4})
+            if mode == "handshakes":
+                tls, session = args[args.index("--tls") + 1], args[args.index("--session") + 1]
+                return json.dumps(
+                    {
+                        "address": "nginx-gunicorn:8443",
+                        "path": "/nginx-health",
+                        "tls": tls,
+                        "session": session,
+                        "clients": int(args[args.index("--clients") + 1]),
+                        "seconds": 1.0,
+                        "handshakes": 400,
+                        "resumed": 400 if session == "reuse" else 0,
+                        "group": "X25519MLKEM768" if tls == "1.3" else "X25519",
+                        "cipher": "TLS_AES_256_GCM_SHA384",
+                    }
+                )
             return json.dumps({"ready": True, "attempts": 1, "last": "200"})
         if argv[:3] == ("sh", "-c", bench.PROC_STAT_SCRIPT):
             self.ticks += 10
             lines = [stat_line(1, "gunicorn", 1, 1), stat_line(7, "gunicorn", self.ticks, 1)]
             lines += [stat_line(8, "gunicorn", self.ticks // 2, 1), stat_line(99, "sh", 0, 0)]
             return "".join(lines)
+        if argv[0] == "h2load":
+            requests = int(argv[argv.index("-n") + 1])
+            return (
+                f"TLS Protocol: TLSv1.3\nApplication protocol: {'http/1.1' if '--h1' in argv else 'h2'}\n"
+                f"finished in 500.00ms, {requests * 2}.00 req/s, 2.00MB/s\n"
+                f"requests: {requests} total, {requests} started, {requests} done, {requests} succeeded, 0 failed, "
+                "0 errored, 0 timeout\n"
+                f"status codes: {requests} 2xx, 0 3xx, 0 4xx, 0 5xx\n"
+                f"traffic: 1.00MB ({requests * 700}) total, 1.00KB ({requests * 100}) headers (space savings 40.00%), "
+                f"1.00MB ({requests * 550}) data\n"
+            )
         if argv[:2] == ("sh", "-c") and "locust" in argv[2]:
             stats = [{"num_requests": 900, "num_failures": 0, "start_time": 10.0, "last_request_timestamp": 13.0}]
             return json.dumps(stats)
@@ -222,6 +249,8 @@ def run_bench(monkeypatch, tmp_path, fail, dotenv="APP_WORKERS=2\nAPP_THREADS=4\
 
     monkeypatch.setattr(bench, "REPO", repo)
     monkeypatch.setattr(bench, "bench_stack", lambda build: contextlib.nullcontext())
+    # The certificate nginx mounts: the containers are stand-ins, so nothing needs one.
+    monkeypatch.setattr(bench, "ensure_certificate", lambda: None)
     monkeypatch.setattr(bench, "Containers", lambda: containers)
     monkeypatch.setattr(bench, "compose", compose)
     monkeypatch.setattr(bench.Bench, "versions", lambda self: {"wrk": "fake"})
@@ -297,6 +326,24 @@ PROBE_ERROR = "RuntimeError: python /srv/bench/probe.py {}... in loadgen exited 
             "| 1 workers | n/a: " + PROBE_ERROR.format("ready") + " |",
             id="sweep-point",
         ),
+        pytest.param(
+            lambda stack, service, argv: argv[0] == "wrk" and argv[-1].startswith("https://nginx-uwsgi:8443"),
+            "## 8. HTTPS",
+            f"| uwsgi | 1,000 (one run) | n/a: {WRK_ERROR} | n/a: {WRK_ERROR} |",
+            id="https-wrk-run",
+        ),
+        pytest.param(
+            lambda stack, service, argv: argv[2:3] == ("handshakes",) and "reuse" in argv,
+            "## 8. HTTPS",
+            "| TLS 1.3 resumed | n/a: " + PROBE_ERROR.format("handshakes") + " |",
+            id="https-handshakes-probe",
+        ),
+        pytest.param(
+            lambda stack, service, argv: argv[0] == "h2load" and "--h1" in argv,
+            "## 8. HTTPS",
+            "| HTTP/1.1 | - | n/a: RuntimeError: h2load -n 360... in loadgen exited 1: injected failure |",
+            id="https-page-h2load",
+        ),
     ],
 )
 def test_a_failed_measurement_is_marked_na_and_the_run_exits_incomplete(
@@ -305,7 +352,7 @@ def test_a_failed_measurement_is_marked_na_and_the_run_exits_incomplete(
     code, text, data = run_bench(monkeypatch, tmp_path, fail=once(rule))
     assert code == bench.INCOMPLETE == 3
     # The report is written from everything else, every section in it; the failed cell says why.
-    for title in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## Reproduce"):
+    for title in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## 8.", "## Reproduce"):
         assert title in text
     assert expected in section(text, heading)
     assert "**Incomplete run.** 1 measurement step(s) failed" in text

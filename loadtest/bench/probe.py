@@ -8,8 +8,13 @@
     python probe.py ready URL --instance NAME --timeout S
         Wait until URL answers 200 from the app server instance NAME (its X-App-Instance
         header) three times in a row: nginx has found a recreated app server.
+    python probe.py handshakes https://HOST:PORT/PATH --tls 1.3|1.2 --session new|reuse
+            --clients C --seconds S
+        TLS handshakes: C `openssl s_time` processes at once for S seconds, each opening one
+        connection after another and asking for PATH on it. Prints how many connections were made
+        in how many seconds, how many of them resumed a session, and the key exchange and cipher.
 
-Every request asks for gzip, as browsers do, on its own connection (Connection: close), and the
+Every HTTP request asks for gzip, as browsers do, on its own connection (Connection: close), and the
 body is de-chunked and gunzipped as it arrives: a byte counts when the application's byte can
 be read, not when a gzip header or a chunk-size line arrives. Output: one JSON object on stdout.
 Standard library only, so it runs in any image with Python.
@@ -18,7 +23,9 @@ Standard library only, so it runs in any image with Python.
 import argparse
 import http.client
 import json
+import re
 import socket
+import subprocess
 import threading
 import time
 import zlib
@@ -180,6 +187,61 @@ def wait_ready(url: str, instance: str, timeout_s: float) -> dict:
     return {"ready": in_a_row >= 3, "attempts": attempts, "last": last}
 
 
+# s_time prints one character per connection, on a line of their own: "r" for a resumed session,
+# "*" for a full TLS 1.2 or 1.3 handshake ("t" and "3" for TLS 1.0 and SSL 3, which nginx refuses).
+S_TIME_MARKS = re.compile(r"[*rt3]+")
+S_TIME_VERSION = {"1.2": "-tls1_2", "1.3": "-tls1_3"}
+
+
+def run_handshakes(url: str, tls: str, session: str, clients: int, seconds: int) -> dict:
+    """TLS handshakes per second from `clients` s_time processes, timed here: s_time's own figures are
+    the client's CPU time, and whole seconds of wall time (its -time runs to the next second, or more).
+
+    -www makes each connection send "GET PATH HTTP/1.0" (no Host: nginx's default server answers) and
+    read the answer. TLS 1.3 needs it to resume: the server sends its session ticket after the
+    handshake, and a client that never reads does not get one, so `-reuse` would do full handshakes.
+    """
+    parts = urlsplit(url)
+    address = f"{parts.hostname}:{parts.port or 443}"
+    version = S_TIME_VERSION[tls]
+    # What the handshakes negotiate, from one connection before the timed ones.
+    brief = subprocess.run(
+        ["openssl", "s_client", "-connect", address, "-brief", version],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    said = brief.stdout + brief.stderr
+    group = re.search(r"Negotiated TLS1\.3 group: (\S+)|Peer Temp Key: ([^,\n]+)", said)
+    cipher = re.search(r"Ciphersuite: (\S+)", said)
+    argv = ["openssl", "s_time", "-connect", address, f"-{session}", version, "-time", str(seconds)]
+    argv += ["-www", parts.path or "/"]
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(clients)
+    ]
+    outputs = [process.communicate(timeout=seconds + TIMEOUT_S) for process in processes]
+    wall = time.perf_counter() - started
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise SystemExit(f"openssl s_time exited {process.returncode}: {err.strip()[-800:]}")
+    marks = "".join(line for out, _ in outputs for line in out.splitlines() if S_TIME_MARKS.fullmatch(line))
+    return {
+        "address": address,
+        "path": parts.path,
+        "tls": tls,
+        "session": session,
+        "clients": clients,
+        "seconds": wall,
+        "handshakes": len(marks),
+        "resumed": marks.count("r"),
+        "group": next((g for g in group.groups() if g), "") if group else "unknown",
+        "cipher": cipher.group(1) if cipher else "unknown",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -195,11 +257,19 @@ def main() -> None:
     ready.add_argument("url")
     ready.add_argument("--instance", required=True)
     ready.add_argument("--timeout", type=float, default=60.0)
+    handshakes = sub.add_parser("handshakes")
+    handshakes.add_argument("url")
+    handshakes.add_argument("--tls", choices=sorted(S_TIME_VERSION), default="1.3")
+    handshakes.add_argument("--session", choices=["new", "reuse"], default="new")
+    handshakes.add_argument("--clients", type=int, default=4)
+    handshakes.add_argument("--seconds", type=int, default=3)
     args = parser.parse_args()
     if args.mode == "ttfb":
         result = run_ttfb(args.urls, args.requests)
     elif args.mode == "concurrent":
         result = run_concurrent(args.url, args.clients, args.probe_url, args.seconds)
+    elif args.mode == "handshakes":
+        result = run_handshakes(args.url, args.tls, args.session, args.clients, args.seconds)
     else:
         result = wait_ready(args.url, args.instance, args.timeout)
     print(json.dumps(result))

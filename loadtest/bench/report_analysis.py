@@ -92,6 +92,24 @@ def uneven(run: dict) -> bool:
     return run.get("busiest_worker_share", math.nan) >= UNEVEN_SHARE
 
 
+def paired_ratios(base_runs: list[dict], other_runs: list[dict]) -> dict | None:
+    """other/base req/s per round where both were measured, and their median; None when no round has both.
+
+    A round where one app worker did most of the work on either side measures how gthread's connections
+    landed on its workers, not the difference being measured: the median leaves such rounds out while
+    any other round is left, and says which they were (uneven_rounds, indices into ratios).
+    """
+    base = {r["round"]: r for r in base_runs}
+    other = {r["round"]: r for r in other_runs}
+    paired = [k for k in sorted(base) if k in other and base[k]["rps"] > 0]
+    if not paired:
+        return None
+    ratios = [other[k]["rps"] / base[k]["rps"] for k in paired]
+    uneven_rounds = [i for i, k in enumerate(paired) if uneven(base[k]) or uneven(other[k])]
+    even = [ratio for i, ratio in enumerate(ratios) if i not in uneven_rounds]
+    return {"ratios": ratios, "uneven_rounds": uneven_rounds, "ratio": med(even or ratios)}
+
+
 def lopsided_runs(runs: list[dict], section: str, label_prefix: str = "") -> list[dict]:
     """A section's lopsided runs, those whose label starts with label_prefix."""
     return [r for r in runs if r["section"] == section and r["label"].startswith(label_prefix) and uneven(r)]
@@ -133,32 +151,20 @@ def failed_sweep_points(missing: list[dict], server: str) -> dict[tuple[int, int
 
 # --- 1. the proxy tax ------------------------------------------------------------------------
 def proxy_tax(runs: list[dict]) -> dict[str, dict]:
-    """Per path: direct and nginx medians, and the median of the per-round nginx/direct ratios.
-
-    A round where one app worker did most of the work on either side measures how gthread's
-    connections landed on its workers, not what nginx costs: the verdict leaves such rounds out
-    while any other round is left, and says so.
-    """
+    """Per path: direct and nginx medians, and the median of the per-round nginx/direct ratios
+    (paired_ratios: lopsided rounds left out of the verdict while any other round is left)."""
     grouped = by_label(runs, "proxy-tax")
     result = {}
     for name, (direct_label, via_label, nginx_service, app_service) in PROXY_PATHS.items():
         direct_runs, via_runs = grouped.get(direct_label, []), grouped.get(via_label, [])
-        direct = {r["round"]: r for r in direct_runs}
-        via = {r["round"]: r for r in via_runs}
-        paired = [k for k in sorted(direct) if k in via and direct[k]["rps"] > 0]
-        if not paired:
+        pairs = paired_ratios(direct_runs, via_runs)
+        if pairs is None:
             continue
-        ratios = [via[k]["rps"] / direct[k]["rps"] for k in paired]
-        uneven_rounds = [i for i, k in enumerate(paired) if uneven(direct[k]) or uneven(via[k])]
-        even = [ratio for i, ratio in enumerate(ratios) if i not in uneven_rounds]
-        ratio = med(even or ratios)
         result[name] = {
             "direct": med(r["rps"] for r in direct_runs),
             "nginx": med(r["rps"] for r in via_runs),
-            "ratios": ratios,
-            "uneven_rounds": uneven_rounds,
-            "ratio": ratio,
-            "met": ratio >= PROXY_TAX_TARGET,
+            **pairs,
+            "met": pairs["ratio"] >= PROXY_TAX_TARGET,
             "shipped": name in SERVERS,
             "direct_label": direct_label,
             "direct_runs": direct_runs,
@@ -295,3 +301,101 @@ def sweep(runs: list[dict], defaults: tuple[int, int]) -> dict[str, dict]:
             "met": fraction >= SWEEP_TARGET,
         }
     return result
+
+
+# --- 8. HTTPS --------------------------------------------------------------------------------
+# The nginx container in front of each server, whose CPU section 8's /plaintext pairs compare.
+NGINX_OF = {"gunicorn": "nginx-gunicorn", "uwsgi": "nginx-uwsgi"}
+# The wrk run beside the handshakes: the same request on a new plain TCP connection each time.
+NO_TLS_LABEL = "no TLS: new TCP connection"
+HTTPS_SESSIONS = ("full", "resumed")
+PAGE_PROTOCOLS = ("HTTP/2", "HTTP/1.1")
+
+
+def https_plaintext(runs: list[dict]) -> dict[str, dict]:
+    """Per server: plain HTTP and HTTPS medians through the same nginx, the per-round https/http ratios
+    (paired_ratios), and each side's CPU per request."""
+    grouped = by_label(runs, "https")
+    result = {}
+    for server in SERVERS:
+        http_runs, https_runs = grouped.get(f"{server} http", []), grouped.get(f"{server} https", [])
+        pairs = paired_ratios(http_runs, https_runs)
+        if pairs is None:
+            continue
+        result[server] = {
+            "http": med(r["rps"] for r in http_runs),
+            "https": med(r["rps"] for r in https_runs),
+            "http_runs": http_runs,
+            "https_runs": https_runs,
+            **pairs,
+            "cost": {
+                how: cpu_per_request(rs, NGINX_OF[server], server)
+                for how, rs in (("http", http_runs), ("https", https_runs))
+            },
+        }
+    return result
+
+
+def per_event_us(cpu_s: dict[str, float], service: str, events: int) -> float:
+    """A container's CPU over a measurement, in microseconds per event (handshake, request); NaN if unread."""
+    return cpu_s.get(service, math.nan) / events * 1e6 if events else math.nan
+
+
+def handshakes(data: dict) -> dict[str, dict]:
+    """Per kind of handshake (label, in the order measured): medians over rounds, and the resumption check."""
+    measured = data.get("https_handshakes") or {}
+    service = measured.get("nginx_service", "")
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for result in measured.get("results", []):
+        grouped[result["label"]].append(result)
+    rows = {}
+    for label, rs in grouped.items():
+        count, resumed = sum(r["handshakes"] for r in rs), sum(r["resumed"] for r in rs)
+        reuse = rs[0]["session"] == "reuse"
+        rows[label] = {
+            "rates": [r["rate"] for r in rs],
+            "rate": med(r["rate"] for r in rs),
+            "handshakes": count,
+            "resumed": resumed,
+            # -reuse must resume every connection, -new none: otherwise the row is not what it says.
+            "as_labelled": resumed == count if reuse else resumed == 0,
+            "nginx_us": med(per_event_us(r["cpu_s"], service, r["handshakes"]) for r in rs),
+            "generator_cores": med(r["cpu_s"].get("loadgen", math.nan) / r["window_s"] for r in rs),
+            "machine_cores": med(r["machine_busy_s"] / r["window_s"] for r in rs),
+            "group": rs[0]["group"],
+            "cipher": rs[0]["cipher"],
+            "runs": rs,
+        }
+    return rows
+
+
+def page_loads(data: dict) -> dict[str, dict]:
+    """Per protocol: the page's set fetched over HTTP/2 or HTTP/1.1, medians over rounds."""
+    page = data.get("https_page") or {}
+    service, sets = page.get("nginx_service", ""), page.get("sets", 1)
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for result in page.get("results", []):
+        grouped[result["protocol"]].append(result)
+    return {
+        protocol: {
+            "rps": med(r["rps"] for r in rs),
+            "rps_runs": [r["rps"] for r in rs],
+            "set_ms": med(r["seconds"] * 1000 / sets for r in rs),
+            "nginx_us": med(per_event_us(r["cpu_s"], service, r["requests"]) for r in rs),
+            "generator_cores": med(r["cpu_s"].get("loadgen", math.nan) / r["window_s"] for r in rs),
+            "header_bytes": med(r["header_bytes"] / r["requests"] for r in rs),
+            "requests": sum(r["requests"] for r in rs),
+            "failed": sum(r["requests"] - r["succeeded"] for r in rs),
+            "connections": rs[0]["connections"],
+            "streams": rs[0]["streams"],
+            "runs": rs,
+        }
+        for protocol, rs in grouped.items()
+    }
+
+
+def page_ratio(data: dict) -> dict | None:
+    """HTTP/2's req/s over HTTP/1.1's, per round and the median (paired_ratios); None without a pair."""
+    results = (data.get("https_page") or {}).get("results", [])
+    by_protocol = {p: [r for r in results if r["protocol"] == p] for p in PAGE_PROTOCOLS}
+    return paired_ratios(by_protocol["HTTP/1.1"], by_protocol["HTTP/2"])

@@ -1,0 +1,121 @@
+"""What `make bench` measures: the targets (each service's URL on the bench's compose networks) and
+the profiles (how long, how many rounds, how many connections). bench.py and its sections read these.
+"""
+
+from dataclasses import dataclass, replace
+
+# The Host header our nginx and Django answer for (ALLOWED_HOSTS in .env).
+HOST = "localhost"
+# Any name outside ALLOWED_HOSTS reaches nginx's default server, whose /nginx-health is `return 200`.
+NGINX_ONLY_HOST = "nginx-ceiling"
+SERVERS = ("gunicorn", "uwsgi")
+# Where each server answers plain HTTP in the bench: gunicorn's own port, uWSGI's extra http-socket.
+DIRECT = {"gunicorn": "http://gunicorn:8000", "uwsgi": "http://uwsgi:8001"}
+VIA_NGINX = {"gunicorn": "http://nginx-gunicorn:8080", "uwsgi": "http://nginx-uwsgi:8080"}
+# The same nginx containers on their HTTPS port: TLS, HTTP/1.1 and HTTP/2 (section 8).
+VIA_NGINX_TLS = {"gunicorn": "https://nginx-gunicorn:8443", "uwsgi": "https://nginx-uwsgi:8443"}
+# The same nginx config and server containers, over a Unix socket in a shared volume (section 1 only).
+VIA_NGINX_UNIX = {"gunicorn": "http://nginx-gunicorn-unix:8080", "uwsgi": "http://nginx-uwsgi-unix:8080"}
+HELLO_DIRECT = {"gunicorn": "http://hello-gunicorn:8000", "uwsgi": "http://hello-uwsgi:8001"}
+HELLO_VIA_NGINX = {"gunicorn": "http://nginx-hello-gunicorn:8080", "uwsgi": "http://nginx-hello-uwsgi:8080"}
+# Peers behind one nginx, a port each (loadtest/bench/peers/nginx.conf).
+PEERS = {
+    "peer: gunicorn defaults": "http://peer-nginx:8081",
+    "peer: django template": "http://peer-nginx:8082",
+    "peer: uWSGI defaults": "http://peer-nginx:8083",
+}
+ENDPOINTS = {
+    "plaintext": "/plaintext",
+    "json": "/json",
+    "db": "/db",
+    "queries?n=20": "/queries?n=20",
+    "stream": "/stream?chunks=16&interval_ms=0&size=1024",
+}
+SWEEP_MIX = ["/plaintext", "/json", "/db", "/queries?n=20"]
+# What each front door needs behind it; everything else is paused while a target is measured.
+BACKENDS = {
+    "nginx-gunicorn": ("gunicorn",),
+    "nginx-uwsgi": ("uwsgi",),
+    "nginx-gunicorn-unix": ("gunicorn",),
+    "nginx-uwsgi-unix": ("uwsgi",),
+    "nginx-hello-gunicorn": ("hello-gunicorn",),
+    "nginx-hello-uwsgi": ("hello-uwsgi",),
+}
+PEER_BACKENDS = {8081: "peer-gunicorn-defaults", 8082: "peer-gunicorn-template", 8083: "peer-uwsgi-defaults"}
+# The naive peer's own proxy tax: gunicorn's defaults straight, and behind its bare proxy_pass.
+NAIVE_DIRECT, NAIVE_VIA_NGINX = "http://peer-gunicorn-defaults:8000", PEERS["peer: gunicorn defaults"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    rounds: int
+    # wrk's -d, whole seconds; warmup runs once per target and section.
+    duration_s: int
+    warmup_s: int
+    connections: int
+    ttfb_requests: int
+    stream_interval_ms: int
+    concurrent_streams: int
+    concurrent_stream: str
+    sweep_grid: tuple[tuple[int, int], ...]
+    sweep_confirm_rounds: int
+    # Seconds of Locust in the generator cross-check; a 1 s run once sent nothing in CI's tiny bench.
+    locust_s: int
+    peer_endpoints: tuple[str, ...]
+    # Per endpoint, the request rate every stack is compared at for p99: below the slowest peer's peak.
+    peer_paced_rps: tuple[tuple[str, int], ...]
+    server_endpoints: tuple[str, ...]
+    # Section 8. Seconds of each TLS handshake measurement (openssl s_time's -time: it runs that long to
+    # a second more), and how many s_time processes run at once (each one connection at a time).
+    handshake_s: int
+    handshake_clients: int
+    tls_versions: tuple[str, ...]
+    # How many times each HTTP/2 and HTTP/1.1 run fetches the page's whole set of static files: a multiple
+    # of the HTTP/1.1 connections (6), so that each of them fetches the whole set too (bench_https.py).
+    page_sets: int
+
+
+FULL = Profile(
+    rounds=3,
+    duration_s=3,
+    warmup_s=1,
+    connections=32,
+    ttfb_requests=100,
+    stream_interval_ms=25,
+    concurrent_streams=16,
+    concurrent_stream="/stream?chunks=4&interval_ms=250",
+    # One process alone at 1 thread, then 2 (one per core) and 4 processes at 1, 4 and 8 threads.
+    sweep_grid=((1, 1), *((w, t) for w in (2, 4) for t in (1, 4, 8))),
+    sweep_confirm_rounds=2,
+    locust_s=6,
+    peer_endpoints=("plaintext", "queries?n=20"),
+    peer_paced_rps=(("plaintext", 1000), ("queries?n=20", 150)),
+    server_endpoints=tuple(ENDPOINTS),
+    handshake_s=2,
+    handshake_clients=4,
+    tls_versions=("1.3", "1.2"),
+    page_sets=240,
+)
+PROFILES = {
+    # About 12 minutes on 2 cores, once the images are built.
+    "full": FULL,
+    # Seconds of load, every section and code path once: CI's check that the command works.
+    "tiny": replace(
+        FULL,
+        rounds=1,
+        duration_s=1,
+        warmup_s=0,
+        connections=8,
+        ttfb_requests=5,
+        concurrent_streams=3,
+        concurrent_stream="/stream?chunks=2&interval_ms=100",
+        sweep_grid=((2, 4), (1, 2)),
+        sweep_confirm_rounds=1,
+        locust_s=3,
+        peer_endpoints=("plaintext",),
+        peer_paced_rps=(("plaintext", 200),),
+        server_endpoints=("plaintext", "stream"),
+        handshake_s=1,
+        page_sets=12,
+    ),
+}
