@@ -341,7 +341,7 @@ PROBE_ERROR = "RuntimeError: python /srv/bench/probe.py {}... in loadgen exited 
         pytest.param(
             lambda stack, service, argv: argv[0] == "h2load" and "--h1" in argv,
             "## 8. HTTPS",
-            "| HTTP/1.1 | - | n/a: RuntimeError: h2load -n 360... in loadgen exited 1: injected failure |",
+            "| HTTP/1.1 | - | n/a: RuntimeError: h2load -n 1440... in loadgen exited 1: injected failure |",
             id="https-page-h2load",
         ),
     ],

@@ -116,6 +116,6 @@ PROFILES = {
         peer_paced_rps=(("plaintext", 200),),
         server_endpoints=("plaintext", "stream"),
         handshake_s=1,
-        page_sets=12,
+        page_sets=48,
     ),
 }

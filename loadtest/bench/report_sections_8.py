@@ -156,7 +156,7 @@ def page_part(results: Results) -> list[str]:
     if page is None:
         reason = missing_reason(missing, SECTION, "page HTTP/2") or missing_reason(missing, SECTION)
         return [na(reason or "the page's files were not measured") + "\n"]
-    sets, h1 = page["sets"], page["h1_connections"]
+    sets, h1, browsers = page["sets"], page["h1_connections"], page.get("browsers", 1)
     md = [
         para(
             "https_page",
@@ -164,7 +164,9 @@ def page_part(results: Results) -> list[str]:
             kb=page["bytes"] / 1000,
             sets=sets,
             h1=h1,
-            per_connection=sets // h1,
+            browsers=browsers,
+            per_browser=sets // browsers,
+            per_connection=sets // (browsers * h1),
         )
     ]
     loads = page_loads(data)
