@@ -153,7 +153,7 @@ loadtest-ui: $(SECRET_FILE) tls ## Locust master + LOCUST_WORKERS workers in com
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
 	docker compose --profile loadtest rm --stop --force locust-master locust-worker
 
-bench: $(SECRET_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep (~12 min)
+bench: $(SECRET_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS (~15 min)
 	$(call one_of,BENCH_PROFILE,$(BENCH_PROFILE),$(BENCH_PROFILES))
 	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench
 

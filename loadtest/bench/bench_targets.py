@@ -97,7 +97,7 @@ FULL = Profile(
     page_sets=240,
 )
 PROFILES = {
-    # About 12 minutes on 2 cores, once the images are built.
+    # About 15 minutes on 2 cores, once the images are built.
     "full": FULL,
     # Seconds of load, every section and code path once: CI's check that the command works.
     "tiny": replace(
