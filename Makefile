@@ -5,17 +5,19 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 SERVERS := gunicorn uwsgi
+DATABASES := sqlite postgres
 # The settings below that neither the shell nor the command line sets come from .env, read by the
 # tests' reader (scripts/dotenv_file.py) in one run, the first time one of them is needed.
-DOTENV_NAMES := APP_SERVER HTTP_PORT HTTPS_PORT TLS_DIR LOCUST_WORKERS LOCUST_UI_PORT
+DOTENV_NAMES := APP_SERVER DATABASE HTTP_PORT HTTPS_PORT TLS_DIR LOCUST_WORKERS LOCUST_UI_PORT
 dotenv_values = $(eval dotenv_values := $$(shell python3 scripts/dotenv_file.py $(DOTENV_NAMES)))$(dotenv_values)
 # $(call dotenv,NAME): the value at NAME's place (join pairs the names with the values: NAME=value).
 dotenv = $(patsubst $(1)=%,%,$(filter $(1)=%,$(join $(addsuffix =,$(DOTENV_NAMES)),$(dotenv_values))))
 APP_SERVER ?= $(call dotenv,APP_SERVER)
+DATABASE ?= $(call dotenv,DATABASE)
 HTTP_PORT ?= $(call dotenv,HTTP_PORT)
 HTTPS_PORT ?= $(call dotenv,HTTPS_PORT)
 TLS_DIR ?= $(call dotenv,TLS_DIR)
-export APP_SERVER HTTP_PORT HTTPS_PORT TLS_DIR
+export APP_SERVER DATABASE HTTP_PORT HTTPS_PORT TLS_DIR
 
 SCENARIOS := throughput streaming swap
 BENCH_PROFILES := full tiny
@@ -37,8 +39,9 @@ export LOCUST_WORKERS LOCUST_UI_PORT
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 # Both profiles, so down/logs/ps also see a server that is no longer the selected one.
-COMPOSE_ALL := docker compose --profile gunicorn --profile uwsgi --profile loadtest
+COMPOSE_ALL := docker compose --profile gunicorn --profile uwsgi --profile postgres --profile loadtest
 SECRET_FILE := .secrets/django_secret_key
+PG_PASSWORD_FILE := .secrets/postgres_password
 # Where scripts/local_tls.py keeps the certificate it makes; any other TLS_DIR is the user's own.
 LOCAL_TLS_DIR := .secrets/tls
 # Extra CA certificates for the locally built base image (a TLS-re-signing proxy needs them).
@@ -71,8 +74,15 @@ $(SECRET_FILE):
 	@python3 -c 'import secrets; print(secrets.token_urlsafe(50))' >$@ && chmod 644 $@
 	@echo "Generated a Django secret key in $@ (kept out of git)."
 
-up: $(SECRET_FILE) tls ## Build and start nginx + APP_SERVER; waits until healthy, then prints the URLs
+# PostgreSQL's password (DATABASE=postgres), made the same way; the cluster takes it on first start.
+$(PG_PASSWORD_FILE):
+	@mkdir -p -m 700 $(dir $@)
+	@python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >$@ && chmod 644 $@
+	@echo "Generated a PostgreSQL password in $@ (kept out of git)."
+
+up: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Build and start nginx + APP_SERVER (+ DATABASE); waits until healthy
 	$(call one_of,APP_SERVER,$(APP_SERVER),$(SERVERS))
+	$(call one_of,DATABASE,$(DATABASE),$(DATABASES))
 	docker compose up --detach --build --remove-orphans --wait --wait-timeout 300
 	@# Switching servers this way recreates nginx; the previous server is no longer routed to.
 	$(COMPOSE_ALL) rm --stop --force $(filter-out $(APP_SERVER),$(SERVERS))
@@ -143,7 +153,7 @@ compare: $(VENV)/.installed ## Run SCENARIO against gunicorn and uWSGI in ROUNDS
 	$(PYTHON) loadtest/compare.py $(SCENARIO) --rounds $(ROUNDS) --users $(USERS) --duration $(DURATION) \
 	  --results-dir $(RESULTS_DIR) --host $(LOADTEST_URL)
 
-loadtest-ui: $(SECRET_FILE) tls ## Locust master + LOCUST_WORKERS workers in compose; web UI on http://localhost:8089
+loadtest-ui: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Locust master + LOCUST_WORKERS workers in compose; web UI on http://localhost:8089
 	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
 	@# Naming a profile on the command line replaces COMPOSE_PROFILES, so name the server too.
 	LOADTEST_SCENARIO=$(SCENARIO) docker compose --profile $(APP_SERVER) --profile loadtest \
@@ -153,7 +163,7 @@ loadtest-ui: $(SECRET_FILE) tls ## Locust master + LOCUST_WORKERS workers in com
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
 	docker compose --profile loadtest rm --stop --force locust-master locust-worker
 
-bench: $(SECRET_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS (~15 min)
+bench: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS (~15 min)
 	$(call one_of,BENCH_PROFILE,$(BENCH_PROFILE),$(BENCH_PROFILES))
 	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench
 

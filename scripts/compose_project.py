@@ -19,8 +19,9 @@ import local_tls
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("gunicorn", "uwsgi")
 SECRET_FILE = ROOT / ".secrets" / "django_secret_key"
+PG_PASSWORD_FILE = ROOT / ".secrets" / "postgres_password"
 BOTH_PROFILES = ("--profile", "gunicorn", "--profile", "uwsgi")
-EVERY_PROFILE = (*BOTH_PROFILES, "--profile", "loadtest")
+EVERY_PROFILE = (*BOTH_PROFILES, "--profile", "postgres", "--profile", "loadtest")
 
 
 def free_port() -> int:
@@ -30,12 +31,13 @@ def free_port() -> int:
 
 
 def ensure_secret_file() -> None:
-    """What `make up` does on first use: the compose secret and the local certificate (in
+    """What `make up` does on first use: the compose secrets and the local certificate (in
     .secrets/tls, which .env's TLS_DIR names) must exist before `up`."""
-    if not SECRET_FILE.exists():
-        SECRET_FILE.parent.mkdir(mode=0o700, exist_ok=True)
-        SECRET_FILE.write_text(secrets.token_urlsafe(50) + "\n")
-        SECRET_FILE.chmod(0o644)
+    for path, size in ((SECRET_FILE, 50), (PG_PASSWORD_FILE, 32)):
+        if not path.exists():
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(size) + "\n")
+            path.chmod(0o644)
     if local_tls.main([]) != 0:
         raise RuntimeError("scripts/local_tls.py could not make the local certificate")
 
@@ -68,18 +70,18 @@ class ComposeProject:
             self.https_port = free_udp_port_too()
 
     def env(self, server: str | None = None) -> dict[str, str]:
+        # .env derives the profiles from APP_SERVER and DATABASE, as it would for a user's shell;
+        # the stack under test uses its own defaults, whatever this process's environment holds,
+        # unless the test overrides them.
+        inherited = ("COMPOSE_PROFILES", "DATABASE", "DATABASE_URL", "ALLOWED_HOSTS", "MAX_BODY_MB")
         env = {
-            **os.environ,
+            **{key: value for key, value in os.environ.items() if key not in inherited},
             **self.overrides,
             "APP_SERVER": server or self.server,
             "HTTP_PORT": str(self.port),
             "HTTPS_PORT": str(self.https_port),
             "COMPOSE_PROJECT_NAME": self.project,
         }
-        # .env derives the profile from APP_SERVER, as it would for a user's shell; and the
-        # stack under test uses its own defaults, whatever this process's environment holds.
-        for inherited in ("COMPOSE_PROFILES", "DATABASE_URL", "ALLOWED_HOSTS", "MAX_BODY_MB"):
-            env.pop(inherited, None)
         return env
 
     def compose(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from urllib.parse import quote
 
 import dj_database_url
 
@@ -53,10 +54,19 @@ TEMPLATES = [
     }
 ]
 
-_default_db = f"sqlite:///{BASE_DIR / 'db.sqlite3'}" if DEVELOPMENT else "sqlite:////data/db.sqlite3"
+# DATABASE (.env) picks the database; DATABASE_URL, when set, names any other one.
+DATABASE = env_choice("DATABASE", "sqlite", ("sqlite", "postgres"))
+if os.environ.get("DATABASE_URL"):
+    _database_url = env_str("DATABASE_URL", None)
+elif DATABASE == "postgres":
+    # The compose service: user and database `app`, the password from the secret file.
+    _password = quote(env_secret("POSTGRES_PASSWORD", None), safe="")
+    _database_url = f"postgres://app:{_password}@{env_str('POSTGRES_HOST', 'postgres')}:5432/app"
+else:
+    _database_url = f"sqlite:///{BASE_DIR / 'db.sqlite3'}" if DEVELOPMENT else "sqlite:////data/db.sqlite3"
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", _default_db),
+        _database_url,
         # Persistent connections save a connect per request; health checks drop dead ones first.
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60, 0, 86400),
         conn_health_checks=True,
