@@ -51,7 +51,7 @@ BASE_IMAGE_CA_DIR ?=
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
 .PHONY: help up down clean logs ps swap test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
-	bench bench-images base-image tls tls-reload
+	bench bench-images base-image tls tls-reload db-backup db-restore
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -169,6 +169,21 @@ bench: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls $(VENV)/.installed ## Benchmark re
 
 bench-images: $(VENV)/.installed ## Print image sizes, cold build, rebuild-after-a-view-change and up-to-healthy times
 	$(PYTHON) scripts/bench_images.py
+
+BACKUP ?= backups/app-$(shell date -u +%Y%m%dT%H%M%SZ).dump
+
+db-backup: ## DATABASE=postgres: dump the running database to BACKUP (pg_dump, custom format; backups/ by default)
+	@mkdir -p -m 700 $(dir $(BACKUP))
+	docker compose exec -T postgres pg_dump --host=/tmp --username=app --dbname=app --format=custom >$(BACKUP).partial
+	mv $(BACKUP).partial $(BACKUP)
+	@echo "Backed up the database to $(BACKUP) ($$(du -h $(BACKUP) | cut -f 1))."
+
+db-restore: ## DATABASE=postgres: replace the running database's contents with BACKUP, in one transaction
+	@test -s "$(BACKUP)" || { echo "BACKUP=$(BACKUP): no such dump (make db-backup writes them to backups/)" >&2; exit 2; }
+	@# One transaction: the app sees the old data or the new, never a half-restored database.
+	docker compose exec -T postgres pg_restore --host=/tmp --username=app --dbname=app --clean --if-exists \
+	  --single-transaction --exit-on-error <$(BACKUP)
+	@echo "Restored the database from $(BACKUP)."
 
 base-image: ## Build debian:trixie-slim locally with debootstrap (no registry needed; root)
 	scripts/make-base-image.sh $(BASE_IMAGE_CA_DIR)

@@ -84,3 +84,21 @@ def test_replicas_starting_together_on_a_new_database_migrate_and_seed_once(imag
 def test_the_password_never_reaches_the_logs(stack):
     password = (ROOT / ".secrets" / "postgres_password").read_text().strip()
     assert password not in stack.compose("logs").stdout
+
+
+def test_db_backup_and_restore_bring_back_the_data(stack, tmp_path):
+    dump = tmp_path / "app.dump"
+    before = psql(stack, "select random_number from world where id = 1")
+    backup = stack.make("db-backup", f"BACKUP={dump}")
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    assert dump.read_bytes().startswith(b"PGDMP")  # pg_dump's custom format
+    psql(stack, "update world set random_number = -1 where id = 1")
+    psql(stack, "delete from world where id = 2")
+    restore = stack.make("db-restore", f"BACKUP={dump}")
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert psql(stack, "select random_number from world where id = 1") == before
+    assert psql(stack, "select count(*) from world") == "10000"
+    assert stack.get("/db").status_code == 200  # the app goes on serving from the restored tables
+    missing = stack.make("db-restore", f"BACKUP={tmp_path / 'nothing.dump'}")
+    assert missing.returncode != 0
+    assert "no such dump" in missing.stderr
