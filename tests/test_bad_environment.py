@@ -95,3 +95,11 @@ def test_uwsgi_binary_is_the_locked_one():
     version = subprocess.run([str(VENV_BIN / "uwsgi"), "--version"], capture_output=True, text=True)
     locked = (ROOT / "uwsgi" / "requirements.txt").read_text()
     assert f"uwsgi=={version.stdout.strip()}" in locked
+
+
+def test_an_unreachable_database_stops_startup_naming_it_without_the_password(env):
+    env["DATABASE_URL"] = "postgres://app:s3cret-pw@127.0.0.1:1/app"
+    result = run([sys.executable, "manage.py", "prepare_db"], env)
+    assert result.returncode != 0
+    assert "cannot connect to the database app@127.0.0.1:1/app (DATABASE_URL, or DATABASE=postgres)" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
-from django.db import connection, transaction
+from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError, connection, transaction
 
 from stack.models import World
 from stack.views import WORLD_ROWS
@@ -43,6 +44,16 @@ class Command(BaseCommand):
     help = "Apply migrations and seed the world table; does nothing that is already done."
 
     def handle(self, *args: object, **options: object) -> None:
+        try:
+            connection.ensure_connection()
+        except OperationalError as error:
+            # The driver's message (refused, unknown host, password authentication failed) never
+            # holds the password; the database is named by its parts, without it.
+            db = settings.DATABASES["default"]
+            where = f"{db.get('USER') or '?'}@{db.get('HOST') or '?'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
+            raise CommandError(
+                f"cannot connect to the database {where} (DATABASE_URL, or DATABASE=postgres): {error}"
+            ) from None
         with exclusive_setup_lock():
             call_command("migrate", interactive=False, verbosity=0)
             existing = set(World.objects.values_list("id", flat=True))
