@@ -166,3 +166,23 @@ def test_unknown_host_is_refused_by_django_too(client):
 
 def test_slow_sleeps_for_the_requested_time(client):
     assert client.get("/slow?ms=10").json() == {"slept_ms": 10}
+
+
+def test_items_stores_one_row_per_key_and_a_retry_finds_it(client):
+    first = client.post("/items", data=json.dumps({"key": "order-42"}), content_type="application/json")
+    assert first.status_code == 201
+    assert first.json()["key"] == "order-42" and first.json()["created"] is True
+    again = client.post("/items", data=json.dumps({"key": "order-42"}), content_type="application/json")
+    assert again.status_code == 200
+    assert again.json() == {**first.json(), "created": False}
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"key": ""}', b'{"key": 7}', b'{"key": "a b"}', b""])
+def test_items_answers_400_json_to_a_bad_body(client, body):
+    answer = client.post("/items", data=body, content_type="application/json")
+    assert answer.status_code == 400
+    assert "error" in answer.json()
+
+
+def test_items_is_post_only(client):
+    assert client.get("/items").status_code == 405

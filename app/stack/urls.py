@@ -12,6 +12,7 @@ urlpatterns = [
     path("events", views.events),
     path("slow", views.slow),
     path("upload", views.upload),
+    path("items", views.items),
     path("request-info", views.request_info),
     path("healthz", views.healthz),
     path("readyz", views.readyz),

@@ -6,6 +6,7 @@ import hashlib
 import json
 import platform
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -26,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from stack.middleware import app_server_name
-from stack.models import World
+from stack.models import Item, World
 
 WORLD_ROWS = 10_000
 # Streams stay well inside the default 30 s REQUEST_TIMEOUT budget. /slow is bounded by
@@ -184,6 +185,25 @@ def upload(request: HttpRequest) -> JsonResponse:
             return json_error(f"body exceeds MAX_BODY_MB={settings.MAX_BODY_MB}", 413)
         digest.update(chunk)
     return JsonResponse({"bytes": size, "sha256": digest.hexdigest()})
+
+
+ITEM_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@csrf_exempt  # a machine endpoint with no cookies or session: nothing for CSRF to protect
+@require_POST
+def items(request: HttpRequest) -> JsonResponse:
+    """Store one row per request: {"key": "..."} gives 201 with the row, once committed. The same key
+    again gives 200 with the row already stored, so a client may retry a write it is unsure of."""
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError:
+        return json_error('the body must be JSON: {"key": "..."}', 400)
+    key = body.get("key") if isinstance(body, dict) else None
+    if not isinstance(key, str) or not ITEM_KEY.fullmatch(key):
+        return json_error("key must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'", 400)
+    item, created = Item.objects.get_or_create(key=key)
+    return JsonResponse({"id": item.id, "key": item.key, "created": created}, status=201 if created else 200)
 
 
 @csrf_exempt  # as /upload: no cookies, nothing for CSRF to protect
