@@ -60,7 +60,7 @@ help: ## List the targets and the variables they read
 	@echo "Variables (defaults from .env; override in the shell or as make VAR=value):"
 	@grep -E '^[A-Z_]+=' .env | sed 's/^/  /'
 	@echo "  DJANGO_SECRET_KEY    generated into $(SECRET_FILE) on the first 'make up'; mounted as a secret"
-	@echo "  DATABASE_URL         unset: SQLite on the appdata volume; postgres://... for PostgreSQL"
+	@echo "  DATABASE_URL         unset: the DATABASE above; set, any other database (postgres://user:pass@host/db)"
 	@echo "  BASE_IMAGE_CA_DIR    CA certificates to trust in the locally built base image"
 	@echo "  TO, SWAP_TIMEOUT=$(SWAP_TIMEOUT)   for swap: the server to swap to ($(SERVERS)); seconds it may take to be healthy"
 	@echo "  SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) ROUNDS=$(ROUNDS)   for loadtest, compare, loadtest-ui ($(SCENARIOS))"
@@ -124,7 +124,7 @@ test-fast: $(VENV)/.installed ## Every test but the container ones: unit, config
 lint: $(VENV)/.installed ## ruff over all Python, hadolint over every Dockerfile, shellcheck over every shell script
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/hadolint --config .hadolint.yaml nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile loadtest/Dockerfile
+	$(VENV)/bin/hadolint --config .hadolint.yaml nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile postgres/Dockerfile loadtest/Dockerfile
 	$(VENV)/bin/shellcheck $$(git ls-files '*.sh' .ci/run)
 
 format: $(VENV)/.installed ## Apply ruff's formatting and safe fixes

@@ -65,6 +65,16 @@ class ComposeStack(ComposeProject):
             f"https://127.0.0.1:{self.https_port}{path}", headers={"Host": HOST}, timeout=timeout, verify=LOCAL_CA
         )
 
+    def post_json(self, path: str, body: dict, timeout: float = 30) -> requests.Response:
+        """POST JSON over HTTPS, as get() does."""
+        return requests.post(
+            f"https://127.0.0.1:{self.https_port}{path}",
+            json=body,
+            headers={"Host": HOST},
+            timeout=timeout,
+            verify=LOCAL_CA,
+        )
+
     def wait_until_handed_over(self, count: int, timeout: float = 30) -> None:
         """Wait until `count` requests sent to nginx are in the app server's hands, judged from
         nginx's own TCP table (harness.handed_over): nginx listens on 8443 for HTTPS, the app

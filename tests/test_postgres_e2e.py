@@ -3,9 +3,14 @@ connections bounded, migrations run once when replicas start together, the conta
 
 from __future__ import annotations
 
+import itertools
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
+import requests
 from compose_stack import ComposeStack, build_images, compose_stack, docker_available, ensure_secret_file
 from harness import ROOT, SERVERS, read_dotenv
 
@@ -102,3 +107,87 @@ def test_db_backup_and_restore_bring_back_the_data(stack, tmp_path):
     missing = stack.make("db-restore", f"BACKUP={tmp_path / 'nothing.dump'}")
     assert missing.returncode != 0
     assert "no such dump" in missing.stderr
+
+
+def test_a_database_outage_is_a_fast_503_and_service_comes_back_without_an_app_restart(stack):
+    app_before = stack.container_ids(stack.server)
+    stack.compose("--profile", "postgres", "stop", "postgres", timeout=120)
+    try:
+        started = time.monotonic()
+        down = stack.get("/db", timeout=30)
+        took = time.monotonic() - started
+        assert down.status_code == 503
+        assert down.json() == {"error": "database unavailable, try again"}
+        assert took < 5, f"an outage took {took:.1f}s to answer"  # connect_timeout is 2 s
+        wrote = stack.post_json("/items", {"key": f"outage-{stack.project}"})
+        assert wrote.status_code == 503
+    finally:
+        stack.compose("--profile", "postgres", "start", "postgres", timeout=120)
+    deadline = time.monotonic() + 60
+    while stack.get("/db").status_code != 200:
+        assert time.monotonic() < deadline, "the app did not recover within 60 s of PostgreSQL's start"
+        time.sleep(0.5)
+    assert stack.container_ids(stack.server) == app_before  # the same app containers, not restarted
+    stored = stack.post_json("/items", {"key": f"after-{stack.project}"})
+    assert stored.status_code == 201
+    assert psql(stack, f"select count(*) from item where key = 'after-{stack.project}'") == "1"
+    assert psql(stack, f"select count(*) from item where key = 'outage-{stack.project}'") == "0"
+
+
+class WriteLoad:
+    """Threads storing one new key after another through nginx for a bounded time, keeping every
+    key that got a 2xx, and how long each non-2xx answer took."""
+
+    def __init__(self, stack: ComposeStack, threads: int, seconds: float) -> None:
+        self.stack, self.deadline = stack, time.monotonic() + seconds
+        self.stored: list[str] = []
+        self.refused: list[tuple[int, float]] = []
+        self.errors: list[str] = []
+        self.threads = [threading.Thread(target=self.run, args=(n,)) for n in range(threads)]
+
+    def run(self, thread: int) -> None:
+        for sequence in itertools.count():
+            if time.monotonic() > self.deadline:
+                return
+            key = f"w{thread}-{sequence}-{self.stack.project}"
+            started = time.monotonic()
+            try:
+                answer = self.stack.post_json("/items", {"key": key})
+            except requests.RequestException as error:
+                self.errors.append(f"{key}: {error}")
+                continue
+            if answer.status_code in (200, 201):
+                self.stored.append(key)
+            else:
+                self.refused.append((answer.status_code, time.monotonic() - started))
+                time.sleep(0.2)
+
+    def __enter__(self) -> WriteLoad:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+
+@pytest.mark.parametrize("outage", ["restart", "kill"])
+def test_every_acknowledged_write_survives_a_postgres_restart_or_kill(stack, outage):
+    with WriteLoad(stack, threads=4, seconds=25) as load:
+        time.sleep(5)
+        if outage == "restart":
+            stack.compose("--profile", "postgres", "restart", "postgres", timeout=120)
+        else:
+            (container,) = stack.container_ids("postgres")
+            subprocess.run(["docker", "kill", container], check=True, capture_output=True, timeout=60)
+            time.sleep(3)
+            stack.compose("--profile", "postgres", "start", "postgres", timeout=120)
+    assert load.errors == []
+    assert load.stored, "no write succeeded"
+    keys = ",".join(f"'{key}'" for key in load.stored)
+    assert psql(stack, f"select count(*) from item where key in ({keys})") == str(len(load.stored))
+    # Writes during the outage were refused at once with 503, never left hanging to the budget.
+    assert {status for status, _ in load.refused} <= {503}
+    assert all(took < 5 for _, took in load.refused), load.refused
+    print(f"{outage}: {len(load.stored)} writes stored, {len(load.refused)} refused with 503 during the outage")

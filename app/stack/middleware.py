@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase
+from django.db import InterfaceError, OperationalError, connection
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -74,4 +75,25 @@ class RequestIdMiddleware:
         response["X-Request-ID"] = request_id
         response["X-App-Server"] = app_server_name(request.META)
         response["X-App-Instance"] = settings.APP_INSTANCE
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A database that cannot be reached (stopped, restarting, a broken connection) answers 503
+    with a short JSON body at once, which clients and nginx treat as "try again", instead of
+    Django's 500 page. The connection is dropped, so the next request connects anew."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        logging.getLogger(__name__).warning("database unavailable: %s", exception)
+        connection.close_if_unusable_or_obsolete()
+        response = JsonResponse({"error": "database unavailable, try again"}, status=503)
+        response["Retry-After"] = "1"
         return response

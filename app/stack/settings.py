@@ -36,6 +36,7 @@ MIDDLEWARE = [
     "stack.watchdog.RequestBudgetMiddleware",
     "stack.middleware.ProxyHeadersMiddleware",
     "stack.middleware.RequestIdMiddleware",
+    "stack.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,6 +73,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["OPTIONS"] = {
+        # A database that does not answer costs a request 2 s, then a 503 (DatabaseUnavailable-
+        # Middleware), not the whole request budget: libpq's default is to wait forever.
+        "connect_timeout": 2,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers run alongside a writer across processes; NORMAL is safe with WAL.
