@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from compose_stack import build_images, docker_available, ensure_secret_file
 from harness import SERVERS, LocalStack, local_stack
 
 
@@ -14,3 +15,14 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def images() -> None:
+    """The e2e tests' images, built once per run (cached layers make a rebuild quick); a missing
+    engine fails the test that needs it, with the reason, and is never a skip."""
+    problem = docker_available()
+    if problem:
+        pytest.fail(f"the e2e tests need Docker: {problem} (make test-fast leaves them out)")
+    ensure_secret_file()
+    build_images()

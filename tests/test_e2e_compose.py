@@ -17,22 +17,13 @@ from concurrent.futures import Future
 
 import pytest
 import requests
-from compose_stack import ComposeStack, build_images, compose_stack, docker_available, ensure_secret_file
+from compose_stack import ComposeStack, compose_stack
 from harness import SERVERS, burst, free_port, read_dotenv
 
 pytestmark = pytest.mark.e2e
 
 ENDPOINTS = ["/", "/plaintext", "/json", "/db", "/queries?n=5", "/stream?chunks=2&interval_ms=10",
              "/events?count=2&interval_ms=10", "/slow?ms=10", "/healthz", "/readyz"]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def images() -> None:
-    problem = docker_available()
-    if problem:
-        pytest.fail(f"the e2e tests need Docker: {problem} (make test-fast leaves them out)")
-    ensure_secret_file()
-    build_images()
 
 
 @pytest.fixture

@@ -11,22 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from compose_stack import ComposeStack, build_images, compose_stack, docker_available, ensure_secret_file
+from compose_stack import ComposeStack, compose_stack
 from harness import ROOT, SERVERS, read_dotenv
 
 pytestmark = pytest.mark.e2e
 
 DOTENV = read_dotenv()
 ENDPOINTS = ["/", "/plaintext", "/json", "/db", "/queries?n=5", "/readyz"]
-
-
-@pytest.fixture(scope="module")
-def images() -> None:
-    problem = docker_available()
-    if problem:
-        pytest.fail(f"the e2e tests need Docker: {problem} (make test-fast leaves them out)")
-    ensure_secret_file()
-    build_images()
 
 
 @pytest.fixture(scope="module", params=SERVERS)

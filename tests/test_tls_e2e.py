@@ -28,7 +28,7 @@ from pathlib import Path
 import local_tls
 import pytest
 import requests
-from compose_stack import ComposeStack, build_images, compose_stack, docker_available, ensure_secret_file
+from compose_stack import ComposeStack, compose_stack
 from harness import HOST, ROOT, SERVERS, read_dotenv
 from sslyze import (
     AllScanCommandsAttempts,
@@ -137,15 +137,6 @@ def curl_reports(stdout: str) -> list[dict]:
         value, at = decoder.raw_decode(stdout, at)
         found.append(value)
     return found
-
-
-@pytest.fixture(scope="session")
-def images() -> None:
-    problem = docker_available()
-    if problem:
-        pytest.fail(f"the e2e tests need Docker: {problem} (make test-fast leaves them out)")
-    ensure_secret_file()
-    build_images()
 
 
 @pytest.fixture(scope="module", params=SERVERS)
