@@ -17,6 +17,17 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
         running.stop()
 
 
+@pytest.fixture(scope="module", params=SERVERS)
+def shipped(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+    """Each app server behind nginx with the shipped HTTPS settings: plain HTTP redirects to HTTPS
+    (the harness turns that off for the tests that look at the app over plain HTTP)."""
+    running = local_stack(request.param, HTTPS_REDIRECT="1").start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture(scope="session")
 def images() -> None:
     """The e2e tests' images, built once per run (cached layers make a rebuild quick); a missing

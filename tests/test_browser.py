@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from harness import HOST, ROOT, SERVERS, LocalStack, local_stack, tls_files
+from harness import HOST, ROOT, LocalStack, tls_files
 from playwright.sync_api import Browser, ConsoleMessage, Playwright, Request, Response, sync_playwright
 
 PUBLIC = ROOT / "nginx" / "public"
@@ -262,16 +262,6 @@ def test_the_browser_gets_its_favicon_from_nginx(stack, visit):
 
 
 # --- over HTTPS, as shipped ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", params=SERVERS)
-def shipped(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
-    """The shipped settings: plain HTTP redirects to HTTPS."""
-    running = local_stack(request.param, HTTPS_REDIRECT="1").start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def test_a_browser_is_sent_to_https_and_gets_http2_a_secure_context_and_its_events(browser, shipped):

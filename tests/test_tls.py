@@ -6,7 +6,6 @@ nginx (1.26, with HTTP/3) is tested in tests/test_tls_e2e.py."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,6 @@ from harness import HOST, ROOT, LocalStack, local_stack, tls_files
 
 CHECK_TLS = str(ROOT / "nginx" / "check-tls.sh")
 CA = str(tls_files() / "ca" / "ca.pem")
-
-
-@pytest.fixture(scope="module", params=["gunicorn", "uwsgi"])
-def shipped(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
-    """The shipped settings: plain HTTP redirects to HTTPS."""
-    running = local_stack(request.param, HTTPS_REDIRECT="1").start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def curl(stack: LocalStack, *args: str, path: str = "/plaintext") -> subprocess.CompletedProcess[str]:
