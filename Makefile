@@ -51,7 +51,7 @@ BASE_IMAGE_CA_DIR ?=
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
 .PHONY: help up down clean logs ps swap test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
-	bench bench-images base-image tls tls-reload db-backup db-restore
+	bench bench-images base-image tls tls-reload db-backup db-restore scale
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -62,6 +62,7 @@ help: ## List the targets and the variables they read
 	@echo "  DJANGO_SECRET_KEY    generated into $(SECRET_FILE) on the first 'make up'; mounted as a secret"
 	@echo "  DATABASE_URL         unset: the DATABASE above; set, any other database (postgres://user:pass@host/db)"
 	@echo "  BASE_IMAGE_CA_DIR    CA certificates to trust in the locally built base image"
+	@echo "  REPLICAS             for scale: how many APP_SERVER containers to run"
 	@echo "  TO, SWAP_TIMEOUT=$(SWAP_TIMEOUT)   for swap: the server to swap to ($(SERVERS)); seconds it may take to be healthy"
 	@echo "  SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) ROUNDS=$(ROUNDS)   for loadtest, compare, loadtest-ui ($(SCENARIOS))"
 	@echo "  SCHEME=$(SCHEME)   for loadtest, compare ($(SCHEMES)): nginx's HTTPS or plain HTTP port"
@@ -141,6 +142,9 @@ swap: ## Swap the running stack's app server to TO (gunicorn|uwsgi) without drop
 	$(call one_of,TO,$(TO),$(SERVERS))
 	python3 scripts/swap.py $(TO) --timeout $(SWAP_TIMEOUT)
 
+scale: ## Run REPLICAS containers of APP_SERVER; DATABASE=postgres: refused past max_connections
+	python3 scripts/scale.py $(REPLICAS)
+
 loadtest: $(VENV)/.installed ## Run SCENARIO headless with USERS for DURATION against the running stack
 	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
 	$(call one_of,SCHEME,$(SCHEME),$(SCHEMES))
@@ -163,7 +167,7 @@ loadtest-ui: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Locust master + LOCUST_WO
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
 	docker compose --profile loadtest rm --stop --force locust-master locust-worker
 
-bench: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS (~15 min)
+bench: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS, databases (~20 min)
 	$(call one_of,BENCH_PROFILE,$(BENCH_PROFILE),$(BENCH_PROFILES))
 	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench
 

@@ -73,7 +73,7 @@ class ComposeProject:
         # .env derives the profiles from APP_SERVER and DATABASE, as it would for a user's shell;
         # the stack under test uses its own defaults, whatever this process's environment holds,
         # unless the test overrides them.
-        inherited = ("COMPOSE_PROFILES", "DATABASE", "DATABASE_URL", "ALLOWED_HOSTS", "MAX_BODY_MB")
+        inherited = ("COMPOSE_PROFILES", "DATABASE", "DATABASE_URL", "DB_CONNECTIONS", "ALLOWED_HOSTS", "MAX_BODY_MB")
         env = {
             **{key: value for key, value in os.environ.items() if key not in inherited},
             **self.overrides,

@@ -42,6 +42,7 @@ def test_development_mode_runs_without_a_secret_key(env):
         ("DJANGO_DEBUG", "maybe", "DJANGO_DEBUG must be one of"),
         ("MAX_BODY_MB", "ten", "MAX_BODY_MB must be an integer"),
         ("DB_CONN_MAX_AGE", "-5", "DB_CONN_MAX_AGE must be between"),
+        ("DB_CONNECTIONS", "pgbouncer", "DB_CONNECTIONS must be one of persistent, pool"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
         ("ALLOWED_HOSTS", " , ", "ALLOWED_HOSTS must list at least one value"),
     ],

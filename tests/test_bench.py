@@ -10,7 +10,7 @@ import sys
 import pytest
 import report  # loadtest/bench/report.py
 from compose_stack import ensure_secret_file
-from harness import ROOT
+from harness import ROOT, read_dotenv
 
 
 def run(section: str, label: str, rps: float, round_no: int = 1, generator: float = 0.1, **extra: float) -> dict:
@@ -266,6 +266,7 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         "## 6. Workers x threads",
         "## 7. The load generator",
         "## 8. HTTPS",
+        "## 9. Databases",
     ):
         assert heading in text
     for chart in ("proxy_tax.png", "servers.png", "peers.png", "ceilings.png", "ttfb.png", "sweep.png"):
@@ -274,7 +275,17 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
 
     data = json.loads((tmp_path / "raw.json").read_text())
     sections = {r["section"] for r in data["runs"]}
-    assert sections == {"proxy-tax", "servers", "peers", "peers-paced", "ceilings", "sweep", "generator", "https"}
+    assert sections == {
+        "proxy-tax",
+        "servers",
+        "peers",
+        "peers-paced",
+        "ceilings",
+        "sweep",
+        "generator",
+        "https",
+        "databases",
+    }
     # Section 1 measured the shipped paths, the Unix-socket ones and the naive peer's, and read the CPU
     # of the nginx and the app server on each (the report's per-request table rests on them).
     tax = report.proxy_tax(data["runs"])
@@ -312,8 +323,19 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
     for r in page["results"]:
         assert r["succeeded"] == r["requests"] == page["files"] * page["sets"], r["protocol"]
     assert report.page_ratio(data)["ratio"] > 0
-    https_section = text[text.index("## 8. HTTPS") : text.index("## Reproduce")]
+    https_section = text[text.index("## 8. HTTPS") : text.index("## 9. Databases")]
     assert "n/a" not in https_section and "Not resumed" not in https_section
+    # Section 9: every server on every database setting, reads and the write (every POST stored a row:
+    # wrk counts any non-2xx above), both comparisons, and each PostgreSQL container within workers x threads.
+    for endpoint in data["settings"]["db_endpoints"]:
+        for server, figures in report.database_figures(data["runs"], endpoint).items():
+            assert all(figures["runs"].values()), (server, endpoint)
+            assert set(figures["ratios"]) == {"postgres/sqlite", "pool/persistent"}, (server, endpoint)
+    slots = int(read_dotenv()["APP_WORKERS"]) * int(read_dotenv()["APP_THREADS"])
+    assert set(data["db_connections"]) == {"gunicorn-pg", "gunicorn-pgpool", "uwsgi-pg", "uwsgi-pgpool"}
+    assert all(1 <= held <= slots for held in data["db_connections"].values()), data["db_connections"]
+    databases_section = text[text.index("## 9. Databases") : text.index("## Reproduce")]
+    assert "n/a" not in databases_section
     # The run left nothing behind.
     left = subprocess.run(
         ["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=wsgi-stack-bench", "-q"],

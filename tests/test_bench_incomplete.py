@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import bench  # loadtest/bench/bench.py
+import bench_databases  # loadtest/bench/bench_databases.py
 import psutil
 import pytest
 import report  # loadtest/bench/report.py
@@ -130,6 +131,11 @@ SERVICES = (
     "peer-gunicorn-defaults",
     "peer-gunicorn-template",
     "peer-uwsgi-defaults",
+    "postgres",
+    "gunicorn-pg",
+    "gunicorn-pgpool",
+    "uwsgi-pg",
+    "uwsgi-pgpool",
 )
 TIMING = {"status": 200, "first_byte_ms": 1.5, "total_ms": 3.0, "arrivals_ms": [1.5, 3.0], "error": ""}
 
@@ -216,6 +222,8 @@ class FakeContainers:
                 f"traffic: 1.00MB ({requests * 700}) total, 1.00KB ({requests * 100}) headers (space savings 40.00%), "
                 f"1.00MB ({requests * 550}) data\n"
             )
+        if argv[:3] == ("sh", "-c", bench_databases.CONNECTIONS_SCRIPT):
+            return "8\n"
         if argv[:2] == ("sh", "-c") and "locust" in argv[2]:
             stats = [{"num_requests": 900, "num_failures": 0, "start_time": 10.0, "last_request_timestamp": 13.0}]
             return json.dumps(stats)

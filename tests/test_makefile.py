@@ -26,6 +26,11 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
         (("loadtest", "SCHEME=ftp"), "SCHEME must be one of: https http (got 'ftp')"),
         (("loadtest-ui", "SCENARIO=x"), "SCENARIO must be one of: throughput streaming swap (got 'x')"),
         (("bench", "BENCH_PROFILE=huge"), "BENCH_PROFILE must be one of: full tiny (got 'huge')"),
+        (("scale",), "usage: make scale REPLICAS=N (a whole number, at least 1)"),
+        (("scale", "REPLICAS=two"), "usage: make scale REPLICAS=N (a whole number, at least 1)"),
+        # Refused before docker runs: .env's 2 x 4 per replica, PostgreSQL's max_connections of 100.
+        (("scale", "REPLICAS=12", "DATABASE=postgres"), "at most 11 replicas of 2 x 4 fit"),
+        (("scale", "REPLICAS=2", "DATABASE=postgres", "APP_THREADS=0"), "APP_THREADS must be a whole number"),
     ],
 )
 def test_a_wrong_value_lists_the_allowed_ones(args, message):
@@ -58,3 +63,16 @@ def test_the_makefile_knows_the_same_bench_profiles_as_the_bench():
 
     line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if line.startswith("BENCH_PROFILES :="))
     assert line.split(":=")[1].split() == list(bench.PROFILES)
+
+
+def test_scale_fits_replicas_in_max_connections_with_room_for_a_swap_and_a_person():
+    import scale  # scripts/scale.py
+
+    assert scale.max_connections() == 100  # postgres/postgresql.conf, the one home of the figure
+    # 11 x 8 connections, 8 more for a swap's second server, 4 for psql and backups: 100.
+    assert scale.check(11, 2, 4, 100) is None
+    refused = scale.check(12, 2, 4, 100)
+    assert refused is not None
+    assert "12 replicas would need up to 108 PostgreSQL connections" in refused
+    assert scale.most_replicas(2 * 4, 100) == 11
+    assert scale.most_replicas(64, 100) == 0

@@ -65,11 +65,19 @@ elif DATABASE == "postgres":
     _database_url = f"postgres://app:{_password}@{env_str('POSTGRES_HOST', 'postgres')}:5432/app"
 else:
     _database_url = f"sqlite:///{BASE_DIR / 'db.sqlite3'}" if DEVELOPMENT else "sqlite:////data/db.sqlite3"
+# How Django holds PostgreSQL connections: `persistent`, one per thread kept for DB_CONN_MAX_AGE s,
+# or `pool`, psycopg's pool of APP_THREADS per worker process that threads borrow per request. Under
+# threads both hold workers x threads and ran level (make bench, docs/bench/report.md section 9), so
+# the simpler one ships: no pool threads in each worker, and a connection a database restart broke
+# is replaced by the next request, not after the pool's reconnect backoff.
+DB_CONNECTIONS = env_choice("DB_CONNECTIONS", "persistent", ("persistent", "pool"))
+_pooled = DB_CONNECTIONS == "pool" and _database_url.startswith(("postgres://", "postgresql://"))
 DATABASES = {
     "default": dj_database_url.parse(
         _database_url,
-        # Persistent connections save a connect per request; health checks drop dead ones first.
-        conn_max_age=env_int("DB_CONN_MAX_AGE", 60, 0, 86400),
+        # Persistent connections save a connect per request (the pool refuses them: it does that itself).
+        conn_max_age=0 if _pooled else env_int("DB_CONN_MAX_AGE", 60, 0, 86400),
+        # A connection is checked (a round trip) before a request reuses it, so a dead one is replaced.
         conn_health_checks=True,
     )
 }
@@ -79,6 +87,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Middleware), not the whole request budget: libpq's default is to wait forever.
         "connect_timeout": 2,
     }
+    if _pooled:
+        _threads = env_int("APP_THREADS", 4, 1, 256)
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            # One connection per thread of the process, opened at its first request: a thread never
+            # waits for another's, and the total is the same workers x threads as persistent ones.
+            "min_size": _threads,
+            "max_size": _threads,
+            # A request waits this long for a connection, then gets the 503, as connect_timeout above.
+            "timeout": 2,
+        }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers run alongside a writer across processes; NORMAL is safe with WAL.

@@ -11,8 +11,9 @@ it is recorded with its reason (raw.json's "missing"), the report marks its cell
 and the exit code is 3 with a last line listing what is missing; a complete run exits 0.
 
 This module is the measuring (Bench: wrk runs, probes, CPU readings, failed steps) and the order of
-the sections; what each section measures is in bench_sections.py (1-7) and bench_https.py (8), the
-targets and profiles in bench_targets.py, the Docker side in bench_containers.py.
+the sections; what each section measures is in bench_sections.py (1-7), bench_https.py (8) and
+bench_databases.py (9), the targets and profiles in bench_targets.py, the Docker side in
+bench_containers.py.
 
     python loadtest/bench/bench.py [--profile full|tiny] [--results-dir DIR]
 """
@@ -36,6 +37,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "scripts"))
 
 # Siblings in HERE and scripts/, both on sys.path now.
+import bench_databases  # noqa: E402
 import bench_https  # noqa: E402
 import bench_sections  # noqa: E402
 import local_tls  # noqa: E402
@@ -177,10 +179,14 @@ class Bench:
         threads: int = 1,
         pace_rps: int | None = None,
         headers: tuple[str, ...] = (),
+        script: str = "",
     ) -> Run | None:
-        """One wrk run, recorded in self.runs; None (and the reason in self.missing) if it could not be measured."""
+        """One wrk run, recorded in self.runs; None (and the reason in self.missing) if it could not be measured.
+
+        script: a Lua script in loadtest/bench/ that makes the requests (and prints wrk_json.lua's summary).
+        """
         with self.step(section, label, round_no):
-            return self._measure(section, label, url, round_no, host, mix, threads, pace_rps, headers)
+            return self._measure(section, label, url, round_no, host, mix, threads, pace_rps, headers, script)
         return None
 
     def _measure(
@@ -194,9 +200,10 @@ class Bench:
         threads: int,
         pace_rps: int | None,
         headers: tuple[str, ...],
+        script: str,
     ) -> Run:
         self.focus(url)
-        wrk_args = (host, mix, threads, pace_rps, headers)
+        wrk_args = (host, mix, threads, pace_rps, headers, script)
         if (section, url) not in self.warmed and self.profile.warmup_s:
             self._wrk_json(url, self.profile.warmup_s, *wrk_args)
             self.warmed.add((section, url))
@@ -227,7 +234,7 @@ class Bench:
         run = Run(
             section=section,
             label=label,
-            url=url + (f" (mix: {' '.join(mix)})" if mix else ""),
+            url=url + (f" (mix: {' '.join(mix)})" if mix else "") + (f" ({script})" if script else ""),
             round=round_no,
             tool="wrk",
             requests=summary["requests"],
@@ -263,8 +270,9 @@ class Bench:
         threads: int,
         pace_rps: int | None,
         headers: tuple[str, ...],
+        script: str,
     ) -> dict:
-        script = "/srv/bench/wrk_json.lua"
+        script = f"/srv/bench/{script or 'wrk_json.lua'}"
         script_args: list[str] = []
         if mix:
             script, script_args = "/srv/bench/wrk_mix.lua", mix
@@ -414,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             "ttfb": bench_sections.ttfb,
             "generator": bench_sections.generator_check,
             "https": bench_https.https,
+            "databases": bench_databases.databases,
             "sweep": bench_sections.sweep,
         }
         for name, section in sections.items():

@@ -41,6 +41,22 @@ BACKENDS = {
     "nginx-hello-gunicorn": ("hello-gunicorn",),
     "nginx-hello-uwsgi": ("hello-uwsgi",),
 }
+# Section 9: each server straight, on SQLite (the containers above) and on PostgreSQL with
+# persistent connections and with psycopg's pool (DB_CONNECTIONS); the -pg ones need postgres running.
+DATABASES = ("sqlite", "postgres persistent", "postgres pool")
+DB_DIRECT = {
+    ("gunicorn", "sqlite"): DIRECT["gunicorn"],
+    ("gunicorn", "postgres persistent"): "http://gunicorn-pg:8000",
+    ("gunicorn", "postgres pool"): "http://gunicorn-pgpool:8000",
+    ("uwsgi", "sqlite"): DIRECT["uwsgi"],
+    ("uwsgi", "postgres persistent"): "http://uwsgi-pg:8001",
+    ("uwsgi", "postgres pool"): "http://uwsgi-pgpool:8001",
+}
+# Section 9's endpoints: two reads, and the write (POST /items, a new key per request: wrk_items.lua).
+DB_ENDPOINTS = {"db": "/db", "queries?n=20": "/queries?n=20", "items": "/items"}
+BACKENDS |= {
+    service: (service, "postgres") for service in ("gunicorn-pg", "gunicorn-pgpool", "uwsgi-pg", "uwsgi-pgpool")
+}
 PEER_BACKENDS = {8081: "peer-gunicorn-defaults", 8082: "peer-gunicorn-template", 8083: "peer-uwsgi-defaults"}
 # The naive peer's own proxy tax: gunicorn's defaults straight, and behind its bare proxy_pass.
 NAIVE_DIRECT, NAIVE_VIA_NGINX = "http://peer-gunicorn-defaults:8000", PEERS["peer: gunicorn defaults"]
@@ -73,6 +89,8 @@ class Profile:
     # How many times each HTTP/2 and HTTP/1.1 run fetches the page's whole set of static files: a multiple
     # of the HTTP/1.1 connections (6), so that each of them fetches the whole set too (bench_https.py).
     page_sets: int
+    # Section 9: the endpoints (DB_ENDPOINTS' names) measured on each database.
+    db_endpoints: tuple[str, ...]
 
 
 FULL = Profile(
@@ -95,9 +113,10 @@ FULL = Profile(
     handshake_clients=4,
     tls_versions=("1.3", "1.2"),
     page_sets=240,
+    db_endpoints=tuple(DB_ENDPOINTS),
 )
 PROFILES = {
-    # About 15 minutes on 2 cores, once the images are built.
+    # About 20 minutes on 2 cores, once the images are built.
     "full": FULL,
     # Seconds of load, every section and code path once: CI's check that the command works.
     "tiny": replace(
@@ -117,5 +136,6 @@ PROFILES = {
         server_endpoints=("plaintext", "stream"),
         handshake_s=1,
         page_sets=48,
+        db_endpoints=("db", "items"),
     ),
 }

@@ -3,8 +3,8 @@
 python loadtest/bench/report.py results/bench/raw.json   # re-render a report from saved data
 
 The work is split by kind: report_analysis.py computes the figures and verdicts; report_sections_1_3.py,
-report_sections_4_7.py and report_sections_8.py write each section's Markdown from report_markdown.py's
-tables and cells and report_template.md's prose; report_charts.py draws the charts.
+report_sections_4_7.py, report_sections_8.py and report_sections_9.py write each section's Markdown
+from report_markdown.py's tables and cells and report_template.md's prose; report_charts.py draws the charts.
 This module puts the sections in order, and keeps the names bench.py and the tests use.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from report_analysis import (
     PROXY_PATHS,
     concurrent_summary,
+    database_figures,
     handshakes,
     https_plaintext,
     page_ratio,
@@ -28,11 +29,13 @@ from report_markdown import Results, generator_note, one_line
 from report_sections_1_3 import introduction, peers_section, proxy_tax_section, servers_section
 from report_sections_4_7 import ceilings_section, generator_section, reproduce, sweep_section, ttfb_section
 from report_sections_8 import https_section
+from report_sections_9 import databases_section
 
 __all__ = [
     "PROXY_PATHS",
     "SECTIONS",
     "concurrent_summary",
+    "database_figures",
     "generator_note",
     "handshakes",
     "https_plaintext",
@@ -57,6 +60,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     sweep_section,  # 6. workers x threads against the shipped defaults
     generator_section,  # 7. was the load generator the limit?
     https_section,  # 8. HTTPS beside plain HTTP: kept-alive requests, handshakes, HTTP/2 against HTTP/1.1
+    databases_section,  # 9. SQLite against PostgreSQL, persistent connections against a pool
     reproduce,
 )
 

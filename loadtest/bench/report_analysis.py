@@ -399,3 +399,39 @@ def page_ratio(data: dict) -> dict | None:
     results = (data.get("https_page") or {}).get("results", [])
     by_protocol = {p: [r for r in results if r["protocol"] == p] for p in PAGE_PROTOCOLS}
     return paired_ratios(by_protocol["HTTP/1.1"], by_protocol["HTTP/2"])
+
+
+# --- 9. Databases ----------------------------------------------------------------------------
+DATABASES = ("sqlite", "postgres persistent", "postgres pool")
+# Section 9's two comparisons: PostgreSQL (as shipped) against SQLite, and the pool against persistent.
+DB_COMPARISONS = {"postgres/sqlite": ("sqlite", "postgres persistent"), "pool/persistent": DATABASES[1:]}
+
+
+def database_figures(runs: list[dict], endpoint: str) -> dict[str, dict]:
+    """Per server, for one endpoint: each database setting's runs, and each comparison's per-round
+    ratios (paired_ratios) where both sides were measured."""
+    grouped = by_label(runs, "databases")
+    result = {}
+    for server in SERVERS:
+        cells = {db: grouped.get(f"{server} {db} {endpoint}", []) for db in DATABASES}
+        ratios = {}
+        for name, (base, other) in DB_COMPARISONS.items():
+            pairs = paired_ratios(cells[base], cells[other])
+            if pairs is not None:
+                ratios[name] = pairs
+        result[server] = {"runs": cells, "ratios": ratios}
+    return result
+
+
+def pool_verdict(runs: list[dict], endpoints: list[str]) -> dict | None:
+    """Every server and endpoint's pool/persistent ratio, their median, and how many favour the pool;
+    None when none was measured."""
+    ratios = [
+        figures["ratios"]["pool/persistent"]["ratio"]
+        for endpoint in endpoints
+        for figures in database_figures(runs, endpoint).values()
+        if "pool/persistent" in figures["ratios"]
+    ]
+    if not ratios:
+        return None
+    return {"ratios": ratios, "median": med(ratios), "pool_ahead": sum(1 for r in ratios if r > 1)}
