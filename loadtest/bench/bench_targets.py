@@ -116,7 +116,7 @@ FULL = Profile(
     db_endpoints=tuple(DB_ENDPOINTS),
 )
 PROFILES = {
-    # About 20 minutes on 2 cores, once the images are built.
+    # About 17 minutes on 2 cores, once the images are built.
     "full": FULL,
     # Seconds of load, every section and code path once: CI's check that the command works.
     "tiny": replace(
