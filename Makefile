@@ -19,7 +19,7 @@ HTTPS_PORT ?= $(call dotenv,HTTPS_PORT)
 TLS_DIR ?= $(call dotenv,TLS_DIR)
 export APP_SERVER DATABASE HTTP_PORT HTTPS_PORT TLS_DIR
 
-SCENARIOS := throughput streaming swap
+SCENARIOS := throughput streaming swap streams
 BENCH_PROFILES := full tiny
 BENCH_PROFILE ?= full
 SCENARIO ?= throughput

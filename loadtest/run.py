@@ -34,6 +34,7 @@ ROOT = HERE.parent
 # the bench report, in loadtest/bench/percentiles.py (standard library only).
 sys.path.append(str(HERE / "bench"))
 from percentiles import percentile  # noqa: E402
+from stream_capacity import capacity  # noqa: E402  (loadtest/, this file's own directory)
 
 GENERATOR_CPU_LIMIT = 90.0
 
@@ -57,6 +58,10 @@ SCENARIOS = {
     # p95 here is the time to headers: a stream holds a thread, so it grows once users > threads.
     "streaming": Scenario("locust_streaming.py", 0.0, 1000.0, "/stream and /events, timed chunk by chunk"),
     "swap": Scenario("locust_swap.py", 0.0, 500.0, "a steady rate while the app server is swapped", 3.0),
+    # Its verdict is the capacity (stream_capacity.py): late events and a slow probe only end the ramp.
+    "streams": Scenario(
+        "locust_streams.py", 1.0, float("inf"), "event streams ramped up until an event is late or /plaintext slow"
+    ),
 }
 SWAP_COMMAND = "make --no-print-directory swap TO={to}"
 # Requests this close to a swap's start or end count as the swap's, not the steady state's.
@@ -89,18 +94,26 @@ def read_rows(out: Path) -> list[dict[str, str]]:
     return rows
 
 
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def sample_cpu(process: psutil.Process, deadline: float) -> list[tuple[float, float]]:
-    """(time, CPU%) each second for each Locust process (100 = one core), until it exits."""
+    """(time, CPU%) each second for each Locust process (100 = one core), until all have exited: the
+    workers write their rows as they quit, which can be after the master has gone."""
     samples: list[tuple[float, float]] = []
     watched: dict[int, psutil.Process] = {}
-    while process.is_running() and process.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (alive(process) or any(alive(proc) for proc in watched.values())):
         try:
-            for proc in [process, *process.children(recursive=True)]:
+            for proc in [process, *process.children(recursive=True)] if alive(process) else []:
                 if proc.pid not in watched:
                     watched[proc.pid] = proc
                     proc.cpu_percent(None)  # the first call only starts the measurement
         except psutil.NoSuchProcess:
-            break
+            pass
         time.sleep(1)
         for proc in list(watched.values()):
             try:
@@ -256,6 +269,8 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
         "warmup_s": warmup,
         **summarise(rows, begin, warmup),
     }
+    if args.scenario == "streams":
+        summary["streams"] = capacity(rows, begin)
     if args.scenario == "swap":
         http_rows = [row for row in rows if row["request_type"] != "STREAM"]
         summary["swaps"] = read_swaps(events)
@@ -330,6 +345,18 @@ def print_summary(summary: dict, where: Path) -> None:
         print(
             f"  {name:8} {phase['requests']:6} requests, p50 {phase['p50_ms']} ms, p99 {phase['p99_ms']} ms, "
             f"max {phase['max_ms']} ms, {phase['failures']} failed, {phase['non_2xx']} non-2xx, {phase['servers']}"
+        )
+    streams = summary.get("streams")
+    if streams:
+        for step in streams["steps"]:
+            print(
+                f"  {step['clients']:6} streams: {step['events']} events, latest {step['max_lateness_ms']} ms, "
+                f"{step['late']} late, {step['failed']} failed, /plaintext p99 {step['probe_p99_ms']} ms"
+                + ("" if step["kept"] else "  <- a bound broke")
+            )
+        print(
+            f"  capacity: {streams['capacity']} open streams with every event within {streams['late_ms']:g} ms "
+            f"and /plaintext p99 under {streams['probe_p99_ms']:g} ms"
         )
     for swap in summary.get("swaps", []):
         took = swap.get("done", float("nan")) - swap.get("start", float("nan"))

@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,7 @@ def test_queries_returns_n_rows(client, n):
         "/slow?ms=-1",
         "/slow?ms=999999",
         "/slow?ms=2001",
+        "/slow?ms=10&cpu=2",
     ],
 )
 def test_bad_parameters_get_400_json(client, url):
@@ -166,6 +168,12 @@ def test_unknown_host_is_refused_by_django_too(client):
 
 def test_slow_sleeps_for_the_requested_time(client):
     assert client.get("/slow?ms=10").json() == {"slept_ms": 10}
+
+
+def test_slow_with_cpu_computes_for_the_requested_time(client):
+    cpu_before = time.process_time()
+    assert client.get("/slow?ms=50&cpu=1").json() == {"slept_ms": 50}
+    assert time.process_time() - cpu_before >= 0.04  # spent computing, not asleep
 
 
 def test_items_stores_one_row_per_key_and_a_retry_finds_it(client):

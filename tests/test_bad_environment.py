@@ -43,6 +43,7 @@ def test_development_mode_runs_without_a_secret_key(env):
         ("MAX_BODY_MB", "ten", "MAX_BODY_MB must be an integer"),
         ("DB_CONN_MAX_AGE", "-5", "DB_CONN_MAX_AGE must be between"),
         ("DB_CONNECTIONS", "pgbouncer", "DB_CONNECTIONS must be one of persistent, pool"),
+        ("APP_WORKER_MODEL", "asyncio", "APP_WORKER_MODEL must be one of threads, gevent"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
         ("ALLOWED_HOSTS", " , ", "ALLOWED_HOSTS must list at least one value"),
     ],
@@ -59,6 +60,8 @@ def test_invalid_django_setting_is_named(env, name, value, expected):
     [
         ("APP_WORKERS", "abc", "APP_WORKERS must be an integer"),
         ("APP_THREADS", "0", "APP_THREADS must be between 1 and 256"),
+        ("APP_WORKER_MODEL", "eventlet", "APP_WORKER_MODEL must be one of threads, gevent"),
+        ("APP_GREENLETS", "1", "APP_GREENLETS must be between 2 and 100000"),
         ("REQUEST_TIMEOUT", "", "REQUEST_TIMEOUT is required"),
         ("GRACEFUL_TIMEOUT", "1.5", "GRACEFUL_TIMEOUT must be an integer"),
         ("MAX_REQUESTS", "-1", "MAX_REQUESTS must be between"),
@@ -104,3 +107,12 @@ def test_an_unreachable_database_stops_startup_naming_it_without_the_password(en
     assert result.returncode != 0
     assert "cannot connect to the database app@127.0.0.1:1/app (DATABASE_URL, or DATABASE=postgres)" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+def test_persistent_postgres_connections_are_refused_under_gevent(env):
+    env |= {"APP_WORKER_MODEL": "gevent", "DB_CONNECTIONS": "persistent"}
+    env["DATABASE_URL"] = "postgres://app:secret-value@db.invalid:5432/app"
+    result = django_check(env)
+    assert result.returncode != 0
+    assert "DB_CONNECTIONS=persistent cannot be used with APP_WORKER_MODEL=gevent" in result.stderr
+    assert "secret-value" not in result.stderr

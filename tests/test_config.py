@@ -23,9 +23,9 @@ def render_nginx(server: str) -> str:
     return done.stdout.strip()
 
 
-def uwsgi_ini() -> dict[str, str]:
+def uwsgi_ini(name: str = "uwsgi.ini") -> dict[str, str]:
     parser = configparser.ConfigParser(interpolation=None, strict=True)
-    parser.read(ROOT / "uwsgi" / "uwsgi.ini")
+    parser.read(ROOT / "uwsgi" / name)
     return dict(parser["uwsgi"])
 
 
@@ -94,11 +94,28 @@ def test_gunicorn_worker_class_streams_and_keeps_alive(gunicorn_conf):
 def test_both_servers_take_workers_and_threads_from_the_same_variables(gunicorn_conf):
     ini = uwsgi_ini()
     assert ini["processes"] == "$(APP_WORKERS)"
-    assert ini["threads"] == "$(APP_THREADS)"
+    assert "threads" not in ini  # the worker model's file says how a worker serves requests at once
+    assert uwsgi_ini("model-threads.ini")["threads"] == "$(APP_THREADS)"
+    assert DOTENV["APP_WORKER_MODEL"] == "threads"
     assert gunicorn_conf["workers"] == int(DOTENV["APP_WORKERS"])
     assert gunicorn_conf["threads"] == int(DOTENV["APP_THREADS"])
     assert ini["max-requests"] == "$(MAX_REQUESTS)"
     assert gunicorn_conf["max_requests"] == int(DOTENV["MAX_REQUESTS"])
+
+
+def test_under_gevent_both_servers_take_greenlets_from_the_same_variable(monkeypatch):
+    for key, value in {**DOTENV, "APP_WORKER_MODEL": "gevent", "APP_BIND": "127.0.0.1:8000"}.items():
+        monkeypatch.setenv(key, value)
+    conf = runpy.run_path(str(ROOT / "gunicorn" / "gunicorn.conf.py"))
+    from gunicorn.workers.ggevent import GeventWorker
+
+    assert issubclass(conf["worker_class"], GeventWorker)
+    assert conf["worker_connections"] == int(DOTENV["APP_GREENLETS"])
+    gevent_ini = uwsgi_ini("model-gevent.ini")
+    assert gevent_ini["gevent"] == "$(APP_GREENLETS)"
+    assert gevent_ini["gevent-early-monkey-patch"] == "true"
+    # The entrypoint loads the model's file after uwsgi.ini; no other file sets threads or gevent.
+    assert '--ini "../uwsgi/model-$APP_WORKER_MODEL.ini"' in (ROOT / "uwsgi" / "entrypoint.sh").read_text()
 
 
 def test_listen_backlogs_agree_and_exceed_the_uwsgi_default(gunicorn_conf):
@@ -112,17 +129,21 @@ def test_uwsgi_buffer_fits_every_header_nginx_accepts():
 
 def test_uwsgi_production_switches_are_on():
     ini = uwsgi_ini()
-    for option in ("strict", "master", "need-app", "enable-threads", "single-interpreter", "vacuum"):
+    for option in ("strict", "master", "need-app", "single-interpreter", "vacuum"):
         assert ini[option] == "true", option
+    # The watchdog thread needs the GIL under either model.
+    for model in ("threads", "gevent"):
+        assert uwsgi_ini(f"model-{model}.ini")["enable-threads"] == "true", model
     # uWSGI 2.0's SIGTERM is a brutal reload; this hook turns it into a graceful stop.
     assert ini["hook-master-start"] == "unix_signal:15 gracefully_kill_them_all"
     assert "die-on-term" not in ini
 
 
-def test_every_uwsgi_option_has_a_comment_above_it():
+@pytest.mark.parametrize("name", ["uwsgi.ini", "model-threads.ini", "model-gevent.ini"])
+def test_every_uwsgi_option_has_a_comment_above_it(name):
     # Related options may share one comment: an option's group (the option lines right above it)
     # must start under a comment line.
-    lines = (ROOT / "uwsgi" / "uwsgi.ini").read_text().splitlines()
+    lines = (ROOT / "uwsgi" / name).read_text().splitlines()
     is_option = ["=" in line and not line.startswith(";") for line in lines]
     for number, line in enumerate(lines):
         if is_option[number]:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 import requests
-from harness import HOST, SERVERS, LocalStack, burst, local_stack, wait_until
+from harness import HOST, MODELS, SERVERS, LocalStack, burst, local_stack, wait_until
 
 
 def get(stack: LocalStack, path: str, timeout: float = 15) -> requests.Response:
@@ -29,15 +29,27 @@ def refuses(port: int) -> bool:
     return False
 
 
+# Requests in flight when TERM comes under gevent: far more than threads' 3 x 8, far fewer than
+# its 2 x 1,000 connections (a thread each in this test's client).
+GEVENT_IN_FLIGHT = 100
+
+
+def in_flight(stack: LocalStack) -> int:
+    """Under threads, three times as many slow requests as the server has threads: a third run
+    while the rest wait (uWSGI: in the kernel's listen queue)."""
+    if stack.env["APP_WORKER_MODEL"] == "gevent":
+        return GEVENT_IN_FLIGHT
+    return 3 * int(stack.env["APP_WORKERS"]) * int(stack.env["APP_THREADS"])
+
+
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("server", SERVERS)
-def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(server):
-    # The shipped settings, and three times as many slow requests as the server has threads:
-    # a third run while the rest wait (uWSGI: in the kernel's listen queue) when TERM comes.
-    stack = local_stack(server).start()
-    slots = int(stack.env["APP_WORKERS"]) * int(stack.env["APP_THREADS"])
+def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(server, model):
+    stack = local_stack(server, APP_WORKER_MODEL=model).start()
+    count = in_flight(stack)
     try:
-        slow = burst(lambda: get(stack, "/slow?ms=2000", 60).status_code, 3 * slots)
-        stack.wait_until_handed_over(3 * slots)
+        slow = burst(lambda: get(stack, "/slow?ms=2000", 60).status_code, count)
+        stack.wait_until_handed_over(count)
         stopped = time.monotonic()
         stack.processes["app"].send_signal(signal.SIGTERM)
         if server == "gunicorn":
@@ -51,8 +63,8 @@ def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(
         gone = get(stack, "/json")
     finally:
         stack.stop()
-    print(f"{server}: {statuses.count(200)} of {len(statuses)} answered 200; stopped in {took:.1f}s")
-    assert statuses == [200] * (3 * slots)
+    print(f"{server} {model}: {statuses.count(200)} of {len(statuses)} answered 200; stopped in {took:.1f}s")
+    assert statuses == [200] * count
     assert took < float(stack.env["GRACEFUL_TIMEOUT"])
     assert gone.status_code == 503
     assert gone.json() == {"error": "no app server is available right now; try again shortly"}
@@ -196,10 +208,12 @@ def test_a_slow_upload_reaches_the_app_only_when_complete(server):
     assert b'"bytes": 200000' in answer
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_request_past_the_budget_gets_504_and_its_worker_is_recycled(server):
+def test_a_request_past_the_budget_gets_504_and_its_worker_is_recycled(server, model):
     # An 8 s budget, so the drill takes seconds: nginx gives up at 8 + 5 s.
-    stack = local_stack(server, REQUEST_TIMEOUT="8", GRACEFUL_TIMEOUT="3", SLOW_MAX_MS="40000").start()
+    budget = {"REQUEST_TIMEOUT": "8", "GRACEFUL_TIMEOUT": "3", "SLOW_MAX_MS": "40000"}
+    stack = local_stack(server, APP_WORKER_MODEL=model, **budget).start()
     master = psutil.Process(stack.app_pid())
     before = {worker.pid for worker in master.children()}
     try:
@@ -225,10 +239,43 @@ def test_a_request_past_the_budget_gets_504_and_its_worker_is_recycled(server):
         healthy = get(stack, "/readyz").status_code
     finally:
         stack.stop()
-    print(f"{server}: {answer.status_code} after {elapsed:.1f}s; alongside {alongside_statuses}")
+    print(f"{server} {model}: {answer.status_code} after {elapsed:.1f}s; alongside {alongside_statuses}")
     assert answer.status_code == 504
     assert answer.json() == {"error": "the app server did not answer within the request budget"}
     assert 12.5 <= elapsed <= 15  # nginx's read timeout: REQUEST_TIMEOUT + 5 s
     assert alongside_statuses == [200, 200, 200]
     assert healthy == 200
     assert "past REQUEST_TIMEOUT=8s: retiring worker" in stack.read_log(stack.app_log)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_under_gevent_a_request_that_never_yields_costs_its_worker_not_the_stack(server):
+    """A greenlet that computes without yielding holds its worker's whole event loop: no other
+    request there can run, so no graceful retirement can finish. The watchdog's own thread sees
+    the overdue request and the stalled loop, and the worker exits; its master starts another."""
+    budget = {"REQUEST_TIMEOUT": "4", "GRACEFUL_TIMEOUT": "3", "SLOW_MAX_MS": "40000"}
+    stack = local_stack(server, APP_WORKER_MODEL="gevent", **budget).start()
+    master = psutil.Process(stack.app_pid())
+    before = {worker.pid for worker in master.children()}
+    try:
+        started = time.monotonic()
+        answer = get(stack, "/slow?ms=40000&cpu=1", 60)
+        elapsed = time.monotonic() - started
+
+        def replaced() -> bool:
+            now = {worker.pid for worker in master.children()}
+            return len(now) == len(before) and now != before
+
+        wait_until(replaced, 40, "a fresh worker in place of the stalled one")
+        healthy = [get(stack, "/readyz").status_code for _ in range(10)]
+    finally:
+        stack.stop()
+    log = stack.read_log(stack.app_log)
+    print(f"{server}: the spinning request got {answer.status_code} after {elapsed:.1f}s")
+    # The worker died under it, long before its 40 s of computing, and nginx answered with an error
+    # of its own (503 when its retry found no other worker, 502 when the connection broke).
+    assert answer.status_code in (502, 503, 504)
+    assert elapsed < 4 + 5 + 3  # REQUEST_TIMEOUT, the watchdog's STALLED_S, and its checks
+    assert healthy == [200] * 10
+    # Whichever came first: the watchdog, gunicorn's heartbeat timeout, or uWSGI's harakiri.
+    assert any(sign in log for sign in ("held worker", "WORKER TIMEOUT", "HARAKIRI")), log[-2000:]

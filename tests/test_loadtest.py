@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from harness import ROOT, buffering_nginx
+from harness import MODELS, ROOT, SERVERS, buffering_nginx, local_stack
 
 RUN = [sys.executable, str(ROOT / "loadtest" / "run.py")]
 
 
-def run_scenario(base_url: str, results: Path, scenario: str, *extra: str) -> tuple[int, dict, Path, str]:
+def run_scenario(
+    base_url: str, results: Path, scenario: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[int, dict, Path, str]:
     done = subprocess.run(
         [*RUN, scenario, "--host", base_url, "--results-dir", str(results), *extra],
         capture_output=True,
         text=True,
         timeout=90,
+        env={**os.environ, **(env or {})},
     )
     runs = sorted(path for path in results.iterdir() if not path.name.startswith("."))
     assert runs, done.stdout + done.stderr
@@ -93,3 +97,54 @@ def test_a_bad_duration_is_refused(option, duration):
     )
     assert done.returncode == 2
     assert "a duration like 20s" in done.stderr
+
+
+# The small version of the streams scenario: one step of this many event streams, under each model.
+# Under gevent far more than threads could hold; under threads fewer than the shipped 2 x 4 threads,
+# one being the probe's. `make bench` ramps until a bound breaks.
+SMALL_STREAMS = {"gevent": 200, "threads": 6}
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("server", SERVERS)
+def test_streams_run_gets_every_event_on_time(server, model, tmp_path):
+    clients = SMALL_STREAMS[model]
+    stack = local_stack(server, APP_WORKER_MODEL=model).start()
+    ramp = {"STREAMS_STEP": str(clients), "STREAMS_MAX": str(clients), "STREAMS_STEP_S": "15"}
+    try:
+        code, summary, _, console = run_scenario(stack.base_url, tmp_path, "streams", "--duration", "15s", env=ramp)
+    finally:
+        stack.stop()
+    print(console[console.find("streams against") :])
+    assert code == 0, console
+    (step,) = summary["streams"]["steps"]
+    assert step["clients"] == clients
+    # Every client got its events (one a second, over the 10 s read), none late, no stream failed.
+    assert step["events"] >= 9 * clients, console
+    assert step["late"] == 0 and step["failed"] == 0, console
+    assert step["max_lateness_ms"] <= summary["streams"]["late_ms"]
+
+
+def test_stream_capacity_is_the_last_step_before_a_bound_broke(monkeypatch):
+    import stream_capacity  # loadtest/stream_capacity.py
+
+    for name, value in (("STREAMS_STEP", "100"), ("STREAMS_STEP_S", "10"), ("STREAMS_MAX", "400")):
+        monkeypatch.setenv(name, value)
+    begin = 1000.0
+
+    def row(at: float, name: str, ms: float, failed: str = "0") -> dict[str, str]:
+        return {"start": str(begin + at), "name": name, "response_time_ms": str(ms), "failed": failed}
+
+    lateness, probe = stream_capacity.LATENESS, stream_capacity.PROBE
+    rows = [row(1, lateness, 900), row(11, lateness, 900)]  # clients still connecting: not read
+    rows += [row(at, lateness, 20) for at in (6, 7, 8)] + [row(at, probe, 5) for at in (6, 7)]
+    rows += [row(at, lateness, 40) for at in (16, 17)] + [row(at, probe, 9) for at in (16, 17)]
+    rows += [row(26, lateness, 200, "1"), row(27, lateness, 30), row(26, probe, 8)]
+    rows += [row(36, lateness, 30), row(36, probe, 8)]  # on time again, but after a broken step
+    result = stream_capacity.capacity(rows, begin)
+    assert [step["clients"] for step in result["steps"]] == [100, 200, 300, 400]
+    assert [step["kept"] for step in result["steps"]] == [True, True, False, True]
+    assert result["steps"][2]["late"] == 1 and result["steps"][2]["max_lateness_ms"] == 200
+    assert result["capacity"] == 200
+    slow_probe = [*rows[:9], row(16, lateness, 40), row(16, probe, 80)]
+    assert stream_capacity.capacity(slow_probe, begin)["capacity"] == 100

@@ -258,3 +258,25 @@ def test_make_swap_under_write_load_fails_nothing_and_loses_no_write(stack):
     assert load.servers == set(SERVERS)  # both really stored writes
     assert_all_stored(stack, load.stored)
     print(f"swap there and back: {len(load.stored)} writes stored, 0 failed")
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_under_gevent_many_concurrent_writers_share_the_pool_and_every_write_is_stored(images, server):
+    """Under gevent Django's connections are per greenlet: the pool (settings.py) is what keeps them
+    to workers x APP_THREADS while five times that many clients write at once."""
+    gevent = compose_stack(server)
+    gevent.overrides |= {"DATABASE": "postgres", "APP_WORKER_MODEL": "gevent"}
+    try:
+        done = gevent.make("up")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        for path in ENDPOINTS:
+            assert gevent.get(path).status_code == 200, path
+        with WriteLoad(gevent, threads=5 * SLOTS, seconds=10) as load:
+            time.sleep(5)
+            held = int(psql(gevent, "select count(*) from pg_stat_activity where datname = 'app'"))
+        assert load.errors == [] and load.refused == [], (load.errors[:5], load.refused[:5])
+        assert_all_stored(gevent, load.stored)
+        assert 1 <= held <= SLOTS + 1  # the pool's connections, and this psql
+        print(f"{server} gevent: {len(load.stored)} writes from {5 * SLOTS} clients, {held - 1} connections")
+    finally:
+        gevent.down("--volumes")

@@ -13,12 +13,13 @@ import threading
 import time
 
 import pytest
-from harness import ROOT, local_stack
+from harness import MODELS, ROOT, local_stack
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("first", ["gunicorn", "uwsgi"])
-def test_swapping_there_and_back_under_load_loses_nothing(first, tmp_path):
-    stack = local_stack(first).start()
+def test_swapping_there_and_back_under_load_loses_nothing(first, model, tmp_path):
+    stack = local_stack(first, APP_WORKER_MODEL=model).start()
     other = "uwsgi" if first == "gunicorn" else "gunicorn"
     events = tmp_path / "swap-events.jsonl"
     errors: list[BaseException] = []

@@ -6,4 +6,5 @@ set -eu
 cd "$(dirname "$0")/../app"
 python -m stack.server_env
 python manage.py prepare_db
-exec python ../uwsgi/supervise.py uwsgi --ini ../uwsgi/uwsgi.ini
+# The worker model's file: stack.server_env has checked APP_WORKER_MODEL is threads or gevent.
+exec python ../uwsgi/supervise.py uwsgi --ini ../uwsgi/uwsgi.ini --ini "../uwsgi/model-$APP_WORKER_MODEL.ini"

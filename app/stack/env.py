@@ -62,7 +62,7 @@ def env_int(name: str, default: int | None, minimum: int, maximum: int) -> int:
     return number
 
 
-def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+def env_choice(name: str, default: str | None, choices: tuple[str, ...]) -> str:
     value = _raw(name, default).strip()
     if value not in choices:
         raise ImproperlyConfigured(f"environment variable {name} must be one of {', '.join(choices)}, got {value!r}")

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 
-from stack.env import env_int, env_str
+from stack.env import env_choice, env_int, env_str
+
+# threads: a thread per request in flight; gevent: a greenlet per connection.
+WORKER_MODELS = ("threads", "gevent")
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class ServerEnv:
     bind: str
     workers: int
     threads: int
+    worker_model: str
+    greenlets: int
     request_timeout: int
     graceful_timeout: int
     max_requests: int
@@ -34,6 +39,8 @@ def load() -> ServerEnv:
         bind=env_str("APP_BIND", None),
         workers=env_int("APP_WORKERS", None, 1, 256),
         threads=env_int("APP_THREADS", None, 1, 256),
+        worker_model=env_choice("APP_WORKER_MODEL", None, WORKER_MODELS),
+        greenlets=env_int("APP_GREENLETS", None, 2, 100_000),
         request_timeout=request_timeout,
         graceful_timeout=graceful_timeout,
         max_requests=env_int("MAX_REQUESTS", None, 0, 10_000_000),

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from stack.env import env_bool, env_choice, env_int, env_list, env_secret, env_str
 
@@ -72,12 +73,23 @@ else:
 # in each worker, and a connection a database restart broke is replaced by the next request, not
 # after the pool's reconnect backoff (tests/test_postgres_e2e.py's outage drills print how long).
 DB_CONNECTIONS = env_choice("DB_CONNECTIONS", "persistent", ("persistent", "pool"))
-_pooled = DB_CONNECTIONS == "pool" and _database_url.startswith(("postgres://", "postgresql://"))
+# Under gevent Django keeps its connections per greenlet, not per thread: persistent ones would be
+# one per open connection (APP_GREENLETS per worker), so PostgreSQL gets the pool, always, and
+# SQLite a connection per request.
+APP_WORKER_MODEL = env_choice("APP_WORKER_MODEL", "threads", ("threads", "gevent"))
+_postgres = _database_url.startswith(("postgres://", "postgresql://"))
+_pooled = _postgres and (DB_CONNECTIONS == "pool" or APP_WORKER_MODEL == "gevent")
+if APP_WORKER_MODEL == "gevent" and _postgres and os.environ.get("DB_CONNECTIONS") == "persistent":
+    raise ImproperlyConfigured(
+        "DB_CONNECTIONS=persistent cannot be used with APP_WORKER_MODEL=gevent: Django would keep a "
+        "PostgreSQL connection per greenlet; leave DB_CONNECTIONS unset or set it to pool"
+    )
+_keep = 0 if _pooled or APP_WORKER_MODEL == "gevent" else env_int("DB_CONN_MAX_AGE", 60, 0, 86400)
 DATABASES = {
     "default": dj_database_url.parse(
         _database_url,
         # Persistent connections save a connect per request (the pool refuses them: it does that itself).
-        conn_max_age=0 if _pooled else env_int("DB_CONN_MAX_AGE", 60, 0, 86400),
+        conn_max_age=_keep,
         # A connection is checked (a round trip) before a request reuses it, so a dead one is replaced.
         conn_health_checks=True,
     )
@@ -93,6 +105,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["OPTIONS"]["pool"] = {
             # One connection per thread of the process, opened at its first request: a thread never
             # waits for another's, and the total is the same workers x threads as persistent ones.
+            # Under gevent, APP_THREADS connections that the worker's greenlets take turns with.
             "min_size": _threads,
             "max_size": _threads,
             # A request waits this long for a connection, then gets the 503, as connect_timeout above.

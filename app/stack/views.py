@@ -166,9 +166,16 @@ def events(request: HttpRequest) -> HttpResponseBase:
 @rejects_bad_parameters
 def slow(request: HttpRequest) -> JsonResponse:
     ms = int_param(request, "ms", 1000, 0, 3_600_000)
+    # cpu=1 computes instead of sleeping: under gevent, a request that never yields to the others.
+    cpu = int_param(request, "cpu", 0, 0, 1)
     if ms > settings.SLOW_MAX_MS:
         raise BadParameter(f"ms must be at most SLOW_MAX_MS={settings.SLOW_MAX_MS}, got {ms}")
-    time.sleep(ms / 1000)
+    if cpu:
+        deadline = time.monotonic() + ms / 1000
+        while time.monotonic() < deadline:
+            pass
+    else:
+        time.sleep(ms / 1000)
     return JsonResponse({"slept_ms": ms})
 
 

@@ -7,13 +7,22 @@ seconds, the watchdog asks its own server to retire this worker gracefully: it t
 requests and finishes the others it holds. Once only overdue requests are left, and nginx has
 given up on them (its read timeout is REQUEST_TIMEOUT + 5 s, so the client got a 504), the
 worker exits and the master starts a fresh one.
+
+Under gevent (APP_WORKER_MODEL=gevent) the standard library is patched, so a threading.Thread
+would be a greenlet, and a greenlet that never yields (a CPU loop) would never let it run. So the
+watchdog is always a real OS thread, with a real lock and sleep (gevent.monkey.get_original). It
+also watches the event loop: a greenlet beats every BEAT_S, and if an overdue request coincides
+with a loop that has not run for STALLED_S, nothing else on this worker can finish, so the worker
+exits at once instead of waiting for its other requests.
 """
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,19 +38,68 @@ NGINX_READ_MARGIN_S = 5
 # would end it at once, with every request it holds).
 GRACEFUL_STOP = {"gunicorn": signal.SIGTERM, "uwsgi": signal.SIGHUP}
 
-_started: dict[int, tuple[float, str]] = {}  # thread id -> (monotonic start, request path)
-_lock = threading.Lock()
+# Under gevent: how often the event loop's heartbeat greenlet runs, and how long without a beat
+# means a greenlet is holding the loop (a beat late by a second is only a busy loop).
+BEAT_S = 0.5
+STALLED_S = 5.0
+
+
+def _gevent_patched() -> bool:
+    if "gevent" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return monkey.is_module_patched("threading")
+
+
+def _native(module: str, name: str, plain: object) -> object:
+    """The standard library's own function even where gevent patched it: real threads, locks, sleep."""
+    if not _gevent_patched():
+        return plain
+    from gevent import monkey
+
+    return monkey.get_original(module, name)
+
+
+_started: dict[int, tuple[float, str]] = {}  # thread or greenlet id -> (monotonic start, request path)
+_lock = _native("_thread", "allocate_lock", _thread.allocate_lock)()
 _watching_pid: int | None = None
+_last_beat = time.monotonic()
 
 
-def _watch(budget: float, stop_signal: signal.Signals) -> None:
+def _beat() -> None:
+    """Under gevent: a greenlet that records when the event loop last ran."""
+    import gevent
+
+    global _last_beat
+    while True:
+        _last_beat = time.monotonic()
+        gevent.sleep(BEAT_S)
+
+
+def _watch(budget: float, stop_signal: signal.Signals, gevent_loop: bool) -> None:
+    sleep = _native("time", "sleep", time.sleep)
     retiring = False
     while True:
-        time.sleep(0.5)
+        sleep(0.5)
         now = time.monotonic()
         with _lock:
             running = [(now - started, path) for started, path in _started.values()]
         overdue = [(age, path) for age, path in running if age > budget]
+        stalled = now - _last_beat if gevent_loop else 0.0
+        if overdue and stalled > STALLED_S:
+            age, path = max(overdue)
+            log.error(
+                "request %s has run %.0fs, past REQUEST_TIMEOUT=%ss, and has held worker %s's event loop "
+                "for %.0fs: no other request here can finish, so the worker exits now",
+                path,
+                age,
+                settings.REQUEST_TIMEOUT,
+                os.getpid(),
+                stalled,
+            )
+            logging.shutdown()
+            os._exit(1)
         if not retiring:
             if overdue:
                 age, path = max(overdue)
@@ -74,9 +132,13 @@ def _ensure_watchdog(server: str) -> None:
             return
         _watching_pid = os.getpid()
         _started.clear()
-    threading.Thread(
-        target=_watch, args=(float(settings.REQUEST_TIMEOUT), GRACEFUL_STOP[server]), daemon=True, name="watchdog"
-    ).start()
+    gevent_loop = _gevent_patched()
+    if gevent_loop:
+        import gevent
+
+        gevent.spawn(_beat)
+    start_thread = _native("_thread", "start_new_thread", _thread.start_new_thread)
+    start_thread(_watch, (float(settings.REQUEST_TIMEOUT), GRACEFUL_STOP[server], gevent_loop))
 
 
 class RequestBudgetMiddleware:
