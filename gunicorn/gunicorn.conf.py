@@ -48,6 +48,8 @@ class ThreadWorkerRefusingWhenStopping(ThreadWorker):
 # Processes: one per core. cpu_count() inside a container sees the host, so it is set, not guessed.
 workers = shared.workers
 if shared.worker_model == "gevent":
+    from gevent import GreenletExit
+    from gunicorn.workers.base_async import AsyncWorker
     from gunicorn.workers.ggevent import GeventWorker
 
     # A greenlet per connection: an open stream costs a socket and a little memory, not a thread.
@@ -71,15 +73,20 @@ if shared.worker_model == "gevent":
             finally:
                 self.idle_connections.discard(client)
 
-        def handle_request(self, listener_name, req, sock, addr):  # noqa: ANN001, ANN201  (gunicorn's)
+        def handle_request(self, listener_name, req, sock, addr) -> None:  # noqa: ANN001  (gunicorn's)
             self.idle_connections.discard(sock)
             try:
-                return super().handle_request(listener_name, req, sock, addr)
-            finally:
-                if self.alive:
-                    self.idle_connections.add(sock)
-                else:
-                    close_connection(sock)
+                # GeventWorker's own handle_request is this call inside the same except.
+                AsyncWorker.handle_request(self, listener_name, req, sock, addr)
+            except (GreenletExit, SystemExit):
+                # Killed when the graceful timeout ran out: the connection is left to the process's
+                # exit, as gunicorn's worker leaves it (so nginx times out with its 504, not a 503).
+                return
+            # Answered with keep-alive (a Connection: close answer ends the connection itself).
+            if self.alive:
+                self.idle_connections.add(sock)
+            else:
+                close_connection(sock)
 
         def handle_exit(self, sig, frame) -> None:  # noqa: ANN001  (gunicorn's signature)
             super().handle_exit(sig, frame)

@@ -13,6 +13,7 @@ open streams at which every event was on time and /plaintext kept its p99 in bou
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import urllib3
@@ -38,6 +39,9 @@ class EventStreamUser(HttpUser):
     def on_start(self) -> None:
         self.client.headers.update({**HOST_HEADER, "Accept-Encoding": "gzip", "Accept": "text/event-stream"})
         self.client.verify = False
+        # The first stream is cut short at random, so the clients of one step do not all reconnect in
+        # the same second EVENTS_PER_STREAM later: real clients come and go at their own times.
+        self.next_count = random.randint(1, EVENTS_PER_STREAM)
 
     def record(self, lateness_ms: float, exception: Exception | None = None) -> None:
         self.environment.events.request.fire(
@@ -53,7 +57,8 @@ class EventStreamUser(HttpUser):
 
     @task
     def listen(self) -> None:
-        path = f"/events?count={EVENTS_PER_STREAM}&interval_ms={EVENT_INTERVAL_MS}"
+        count, self.next_count = self.next_count, EVENTS_PER_STREAM
+        path = f"/events?count={count}&interval_ms={EVENT_INTERVAL_MS}"
         with self.client.get(path, name="/events", stream=True, catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}")
@@ -72,8 +77,8 @@ class EventStreamUser(HttpUser):
                     lateness = (arrived - json.loads(data[6:])["sent_at"]) * 1000
                     late = LateEvent(f"late by {lateness:.0f} ms") if lateness > LATE_MS else None
                     self.record(lateness, late)
-            if received != EVENTS_PER_STREAM:
-                response.failure(f"stream ended after {received} of {EVENTS_PER_STREAM} events")
+            if received != count:
+                response.failure(f"stream ended after {received} of {count} events")
 
 
 class ProbeUser(FastHttpUser):
