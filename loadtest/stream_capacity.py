@@ -48,7 +48,7 @@ def steps() -> list[tuple[float, int]]:
 def capacity(rows: list[dict[str, str]], begin: float) -> dict:
     """Per step: events, the latest one's lateness, late events, failed streams, the probe's p99; and the
     largest number of clients at which this step and every step before it kept both bounds."""
-    _, step_s, _ = ramp()
+    step, step_s, _ = ramp()
     per_step = []
     largest = 0
     for start, clients in steps():
@@ -73,6 +73,6 @@ def capacity(rows: list[dict[str, str]], begin: float) -> dict:
                 "kept": kept,
             }
         )
-        if kept and largest == clients - ramp()[0]:
+        if kept and largest == clients - step:
             largest = clients
     return {"late_ms": LATE_MS, "probe_p99_ms": PROBE_P99_MS, "steps": per_step, "capacity": largest}

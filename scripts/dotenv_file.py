@@ -3,9 +3,10 @@
 .env holds KEY=VALUE lines; blank lines and lines starting with # are skipped, and comments stay
 on their own lines (make and compose disagree about trailing ones). Keys and values are stripped
 of surrounding spaces and otherwise taken literally: no quotes, no ${...} interpolation (compose
-does that for COMPOSE_PROFILES=${APP_SERVER}; nothing else here needs it). This reader never
-looks at the environment: each caller decides whether a variable set there wins (the Makefile's
-`?=` lets the shell win; tests/harness.py puts .env over the environment it inherits).
+does that for COMPOSE_PROFILES=${APP_SERVER}; nothing else here needs it). read_dotenv never
+looks at the environment: each caller decides whether a variable set there wins (tests/harness.py
+puts .env over the environment it inherits); setting() is the shell-wins reading, as the
+Makefile's `?=` and compose do it, for the scripts that run beside them (scale.py, the bench).
 
     python3 scripts/dotenv_file.py NAME [NAME ...]
 
@@ -15,6 +16,7 @@ stderr and exits 1. The module name is not `dotenv`, which is python-dotenv's im
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +35,12 @@ def read_dotenv(path: Path = DOTENV) -> dict[str, str]:
             raise ValueError(f"{path}:{number}: not a KEY=VALUE line: {line!r}")
         values[key.strip()] = value.strip()
     return values
+
+
+def setting(name: str, path: Path = DOTENV) -> str | None:
+    """A shared setting as make and compose see it: the environment's value if set and not empty,
+    else .env's; None when neither has it."""
+    return os.environ.get(name) or read_dotenv(path).get(name)
 
 
 def main(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dotenv_file import read_dotenv
+from dotenv_file import setting as shared_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRESQL_CONF = ROOT / "postgres" / "postgresql.conf"
@@ -30,7 +30,7 @@ RESERVED = 4
 
 def setting(name: str) -> str:
     """A shared setting: the shell's value wins over .env's, as in the Makefile and compose."""
-    value = os.environ.get(name) or read_dotenv().get(name)
+    value = shared_setting(name)
     if value is None:
         raise SystemExit(f"scale: {name} is not set (.env or the environment)")
     return value

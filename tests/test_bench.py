@@ -267,6 +267,7 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         "## 7. The load generator",
         "## 8. HTTPS",
         "## 9. Databases",
+        "## 10. Worker models",
     ):
         assert heading in text
     for chart in ("proxy_tax.png", "servers.png", "peers.png", "ceilings.png", "ttfb.png", "sweep.png"):
@@ -285,6 +286,7 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         "generator",
         "https",
         "databases",
+        "models",
     }
     # Section 1 measured the shipped paths, the Unix-socket ones and the naive peer's, and read the CPU
     # of the nginx and the app server on each (the report's per-request table rests on them).
@@ -334,8 +336,18 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
     slots = int(read_dotenv()["APP_WORKERS"]) * int(read_dotenv()["APP_THREADS"])
     assert set(data["db_connections"]) == {"gunicorn-pg", "gunicorn-pgpool", "uwsgi-pg", "uwsgi-pgpool"}
     assert all(1 <= held <= slots for held in data["db_connections"].values()), data["db_connections"]
-    databases_section = text[text.index("## 9. Databases") : text.index("## Reproduce")]
+    databases_section = text[text.index("## 9. Databases") : text.index("## 10. Worker models")]
     assert "n/a" not in databases_section
+    # Section 10: both models of both servers measured, and each held streams: gevent every one of the
+    # tiny ramp's, with every event on time, threads at least its first step (fewer than its 8 threads).
+    ramps = dict(data["settings"]["streams_ramps"])
+    for server in ("gunicorn", "uwsgi"):
+        gevent, threads = data["stream_capacity"][f"{server} gevent"], data["stream_capacity"][f"{server} threads"]
+        assert gevent["capacity"] == ramps["gevent"][2], gevent
+        assert threads["capacity"] >= ramps["threads"][0], threads
+        assert gevent["cpu_cores"][gevent["services"]["app"]] > 0, gevent
+    models_section = text[text.index("## 10. Worker models") : text.index("## Reproduce")]
+    assert "n/a" not in models_section
     # The run left nothing behind.
     left = subprocess.run(
         ["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=wsgi-stack-bench", "-q"],

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import bench  # loadtest/bench/bench.py
 import bench_databases  # loadtest/bench/bench_databases.py
+import bench_models  # loadtest/bench/bench_models.py
 import psutil
 import pytest
 import report  # loadtest/bench/report.py
@@ -136,6 +137,10 @@ SERVICES = (
     "gunicorn-pgpool",
     "uwsgi-pg",
     "uwsgi-pgpool",
+    "gunicorn-gevent",
+    "uwsgi-gevent",
+    "nginx-gunicorn-gevent",
+    "nginx-uwsgi-gevent",
 )
 TIMING = {"status": 200, "first_byte_ms": 1.5, "total_ms": 3.0, "arrivals_ms": [1.5, 3.0], "error": ""}
 
@@ -222,6 +227,15 @@ class FakeContainers:
                 f"traffic: 1.00MB ({requests * 700}) total, 1.00KB ({requests * 100}) headers (space savings 40.00%), "
                 f"1.00MB ({requests * 550}) data\n"
             )
+        if argv[:3] == ("sh", "-c", bench_models.STREAMS_SCRIPT):
+            step, most = int(argv[5]), int(argv[7])
+            steps = [
+                {"clients": n, "events": 9 * n, "max_lateness_ms": 5.0, "late": 0, "failed": 0, "probe_p99_ms": 4.0}
+                for n in range(step, most + 1, step)
+            ]
+            streams = {"late_ms": 150.0, "probe_p99_ms": 50.0, "steps": [{**s, "kept": True} for s in steps]}
+            generator = {"cpu_mean_percent": 20.0, "cpu_max_percent": 40.0, "valid": True}
+            return json.dumps({"streams": {**streams, "capacity": most}, "generator": generator, "failure_reasons": {}})
         if argv[:3] == ("sh", "-c", bench_databases.CONNECTIONS_SCRIPT):
             return "8\n"
         if argv[:2] == ("sh", "-c") and "locust" in argv[2]:
@@ -352,6 +366,15 @@ PROBE_ERROR = "RuntimeError: python /srv/bench/probe.py {}... in loadgen exited 
             "| HTTP/1.1 | - | n/a: RuntimeError: h2load -n 1440... in loadgen exited 1: injected failure |",
             id="https-page-h2load",
         ),
+        pytest.param(
+            lambda stack, service, argv: (
+                argv[:3] == ("sh", "-c", bench_models.STREAMS_SCRIPT)
+                and argv[4].startswith("http://nginx-uwsgi-gevent")
+            ),
+            "## 10. Worker models",
+            "| uwsgi | gevent | n/a: RuntimeError: sh -c out=$(mktemp -d)",
+            id="models-streams-capacity",
+        ),
     ],
 )
 def test_a_failed_measurement_is_marked_na_and_the_run_exits_incomplete(
@@ -360,7 +383,19 @@ def test_a_failed_measurement_is_marked_na_and_the_run_exits_incomplete(
     code, text, data = run_bench(monkeypatch, tmp_path, fail=once(rule))
     assert code == bench.INCOMPLETE == 3
     # The report is written from everything else, every section in it; the failed cell says why.
-    for title in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## 8.", "## Reproduce"):
+    for title in (
+        "## 1.",
+        "## 2.",
+        "## 3.",
+        "## 4.",
+        "## 5.",
+        "## 6.",
+        "## 7.",
+        "## 8.",
+        "## 9.",
+        "## 10.",
+        "## Reproduce",
+    ):
         assert title in text
     assert expected in section(text, heading)
     assert "**Incomplete run.** 1 measurement step(s) failed" in text

@@ -30,7 +30,7 @@ def refuses(port: int) -> bool:
 
 
 # Requests in flight when TERM comes under gevent: far more than threads' 3 x 8, far fewer than
-# its 2 x 1,000 connections (a thread each in this test's client).
+# its 2 x APP_GREENLETS connections (a thread each in this test's client).
 GEVENT_IN_FLIGHT = 100
 
 

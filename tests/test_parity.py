@@ -1,6 +1,6 @@
 """One parity suite: the same requests through nginx to gunicorn and to uWSGI, over plain HTTP and
-over HTTPS, answers compared field by field. What the app sees of scheme, host, client address and
-body must not depend on the server."""
+over HTTPS, answers compared field by field, under each worker model. What the app sees of scheme,
+host, client address and body must not depend on the server, nor on threads or gevent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from harness import HOST, SERVERS, LocalStack, local_stack, tls_files
+from harness import HOST, MODELS, SERVERS, LocalStack, local_stack, tls_files
 
 BODY = os.urandom(200_000)
 SPOOFED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Host": "evil.example"}
@@ -23,9 +23,9 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def both() -> Iterator[dict[str, LocalStack]]:
-    stacks = {server: local_stack(server).start() for server in SERVERS}
+@pytest.fixture(scope="module", params=MODELS)
+def both(request: pytest.FixtureRequest) -> Iterator[dict[str, LocalStack]]:
+    stacks = {server: local_stack(server, APP_WORKER_MODEL=request.param).start() for server in SERVERS}
     try:
         yield stacks
     finally:

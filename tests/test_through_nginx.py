@@ -1,22 +1,36 @@
-"""One suite, both servers: real nginx in front of real gunicorn, then real uWSGI, on loopback."""
+"""One suite, both servers, both worker models: real nginx in front of real gunicorn, then real
+uWSGI, on loopback; each under threads and under gevent, since all of this must hold under either."""
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import re
 import socket
 import time
 import zlib
+from collections.abc import Iterator
 
 import pytest
 import requests
-from harness import HOST, LocalStack, buffering_nginx, wait_until
+from harness import HOST, MODELS, SERVERS, LocalStack, buffering_nginx, local_stack, wait_until
 
 # nginx must hand each chunk on within this long of the app sending it (issue: 150 ms).
 MAX_CHUNK_LAG_S = 0.150
+
+
+@pytest.fixture(scope="module", params=list(itertools.product(SERVERS, MODELS)), ids="-".join)
+def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+    """conftest.py's stack, under each worker model (APP_WORKER_MODEL) too."""
+    server, model = request.param
+    running = local_stack(server, APP_WORKER_MODEL=model).start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 def get(stack: LocalStack, path: str, **headers: str) -> requests.Response:

@@ -101,7 +101,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "connect_timeout": 2,
     }
     if _pooled:
-        _threads = env_int("APP_THREADS", 4, 1, 256)
+        _threads = env_int("APP_THREADS", None, 1, 256)
         DATABASES["default"]["OPTIONS"]["pool"] = {
             # One connection per thread of the process, opened at its first request: a thread never
             # waits for another's, and the total is the same workers x threads as persistent ones.

@@ -12,7 +12,7 @@ and the exit code is 3 with a last line listing what is missing; a complete run 
 
 This module is the measuring (Bench: wrk runs, probes, CPU readings, failed steps) and the order of
 the sections; what each section measures is in bench_sections.py (1-7), bench_https.py (8) and
-bench_databases.py (9), the targets and profiles in bench_targets.py, the Docker side in
+bench_databases.py (9), bench_models.py (10), the targets and profiles in bench_targets.py, the Docker side in
 bench_containers.py.
 
     python loadtest/bench/bench.py [--profile full|tiny] [--results-dir DIR]
@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 # Siblings in HERE and scripts/, both on sys.path now.
 import bench_databases  # noqa: E402
 import bench_https  # noqa: E402
+import bench_models  # noqa: E402
 import bench_sections  # noqa: E402
 import local_tls  # noqa: E402
 import report  # noqa: E402
@@ -52,7 +53,7 @@ from bench_containers import (  # noqa: E402
     parse_proc_stat,
 )
 from bench_targets import BACKENDS, FULL, HOST, PEER_BACKENDS, PROFILES, Profile  # noqa: E402
-from dotenv_file import read_dotenv  # noqa: E402
+from dotenv_file import setting  # noqa: E402
 
 # Kept here for tests/ and the Makefile's check, though they live in bench_targets.py and bench_containers.py.
 __all__ = ["FULL", "INCOMPLETE", "PROC_STAT_SCRIPT", "PROFILES", "Bench", "main", "parse_proc_stat"]
@@ -374,7 +375,7 @@ class Bench:
 
 def dotenv(name: str) -> str:
     """A shared setting: the environment's value if set, else .env's (scripts/dotenv_file.py reads it)."""
-    value = os.environ.get(name) or read_dotenv(REPO / ".env").get(name)
+    value = setting(name, REPO / ".env")
     if value is None:
         raise KeyError(f"{name} is not in .env")
     return value
@@ -423,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             "generator": bench_sections.generator_check,
             "https": bench_https.https,
             "databases": bench_databases.databases,
+            "models": bench_models.models,
             "sweep": bench_sections.sweep,
         }
         for name, section in sections.items():

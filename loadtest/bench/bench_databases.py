@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bench_targets import DB_DIRECT, DB_ENDPOINTS, SERVERS
+from bench_targets import DB_DIRECT, DB_ENDPOINTS, SERVERS, label
 
 if TYPE_CHECKING:
     from bench import Bench
@@ -28,10 +28,6 @@ CONNECTIONS_SCRIPT = (
     "psql --host=/tmp --username=app --dbname=app --no-align --tuples-only --command "
     "\"SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND client_addr = '$addr'\""
 )
-
-
-def label(server: str, database: str, endpoint: str) -> str:
-    return f"{server} {database} {endpoint}"
 
 
 def databases(bench: Bench) -> None:

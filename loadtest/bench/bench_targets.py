@@ -57,9 +57,25 @@ DB_ENDPOINTS = {"db": "/db", "queries?n=20": "/queries?n=20", "items": "/items"}
 BACKENDS |= {
     service: (service, "postgres") for service in ("gunicorn-pg", "gunicorn-pgpool", "uwsgi-pg", "uwsgi-pgpool")
 }
+# Section 10: each server under both worker models (APP_WORKER_MODEL), through its own nginx; threads are
+# the containers above, gevent the -gevent ones. Ordinary requests' rates, and the open-stream capacity.
+MODELS = ("threads", "gevent")
+VIA_NGINX_MODEL = {
+    ("gunicorn", "threads"): VIA_NGINX["gunicorn"],
+    ("gunicorn", "gevent"): "http://nginx-gunicorn-gevent:8080",
+    ("uwsgi", "threads"): VIA_NGINX["uwsgi"],
+    ("uwsgi", "gevent"): "http://nginx-uwsgi-gevent:8080",
+}
+MODEL_ENDPOINTS = ("plaintext", "queries?n=20")
+BACKENDS |= {"nginx-gunicorn-gevent": ("gunicorn-gevent",), "nginx-uwsgi-gevent": ("uwsgi-gevent",)}
 PEER_BACKENDS = {8081: "peer-gunicorn-defaults", 8082: "peer-gunicorn-template", 8083: "peer-uwsgi-defaults"}
 # The naive peer's own proxy tax: gunicorn's defaults straight, and behind its bare proxy_pass.
 NAIVE_DIRECT, NAIVE_VIA_NGINX = "http://peer-gunicorn-defaults:8000", PEERS["peer: gunicorn defaults"]
+
+
+def label(server: str, variant: str, endpoint: str) -> str:
+    """A run's label in sections 9 and 10: server, the setting measured (database, worker model), endpoint."""
+    return f"{server} {variant} {endpoint}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,10 @@ class Profile:
     page_sets: int
     # Section 9: the endpoints (DB_ENDPOINTS' names) measured on each database.
     db_endpoints: tuple[str, ...]
+    # Section 10: the streams scenario's ramp per worker model (stream_capacity.py's STREAMS_STEP,
+    # STREAMS_STEP_S, STREAMS_MAX): gevent in hundreds to past the goal of 2,000, threads two at a time
+    # past its 2 x 4 threads.
+    streams_ramps: tuple[tuple[str, tuple[int, int, int]], ...]
 
 
 FULL = Profile(
@@ -114,9 +134,10 @@ FULL = Profile(
     tls_versions=("1.3", "1.2"),
     page_sets=240,
     db_endpoints=tuple(DB_ENDPOINTS),
+    streams_ramps=(("threads", (2, 10, 16)), ("gevent", (500, 20, 3000))),
 )
 PROFILES = {
-    # About 17 minutes on 2 cores, once the images are built.
+    # About 26 minutes on 2 cores, once the images are built.
     "full": FULL,
     # Seconds of load, every section and code path once: CI's check that the command works.
     "tiny": replace(
@@ -137,5 +158,6 @@ PROFILES = {
         handshake_s=1,
         page_sets=48,
         db_endpoints=("db", "items"),
+        streams_ramps=(("threads", (2, 6, 4)), ("gevent", (50, 6, 100))),
     ),
 }
