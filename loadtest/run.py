@@ -47,6 +47,8 @@ class Scenario:
     what: str
     # swap only: how much worse p99 may get while a swap runs, as a multiple of the steady p99.
     max_swap_p99_ratio: float | None = None
+    # Locust processes unless --processes says otherwise.
+    processes: int = 1
 
 
 # Scenario name -> its Locust file: loadtest/locust_<name>.py, never <name>.py, which would
@@ -59,8 +61,14 @@ SCENARIOS = {
     "streaming": Scenario("locust_streaming.py", 0.0, 1000.0, "/stream and /events, timed chunk by chunk"),
     "swap": Scenario("locust_swap.py", 0.0, 500.0, "a steady rate while the app server is swapped", 3.0),
     # Its verdict is the capacity (stream_capacity.py): late events and a slow probe only end the ramp.
+    # Two Locust processes, as make bench runs it: thousands of streams' events split over two cores.
     "streams": Scenario(
-        "locust_streams.py", 1.0, float("inf"), "event streams ramped up until an event is late or /plaintext slow"
+        "locust_streams.py",
+        1.0,
+        float("inf"),
+        "event streams ramped up until an event is late or /plaintext slow",
+        None,
+        2,
     ),
 }
 SWAP_COMMAND = "make --no-print-directory swap TO={to}"
@@ -229,11 +237,12 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
     out = results / f".running-{started_at}-{args.scenario}"
     out.mkdir(parents=True, exist_ok=True)
     duration = args.duration
+    processes = args.processes or scenario.processes
     warmup = args.warmup if args.warmup is not None else min(5.0, duration * 0.1)
     command = [
         sys.executable, "-m", "locust", "-f", str(HERE / scenario.locustfile), "--headless",
         "--host", args.host, "--users", str(args.users), "--spawn-rate", str(args.spawn_rate or args.users),
-        "--run-time", f"{duration:g}s", "--stop-timeout", "5", "--processes", str(args.processes),
+        "--run-time", f"{duration:g}s", "--stop-timeout", "5", "--processes", str(processes),
         "--csv", str(out / "locust"), "--html", str(out / "locust.html"),
         "--exit-code-on-error", "0", "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
@@ -281,7 +290,7 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
         "cpu_mean_percent": round(sum(samples) / len(samples), 1) if samples else None,
         "cpu_max_percent": round(max(samples), 1) if samples else None,
         "cpu_limit_percent": GENERATOR_CPU_LIMIT,
-        "processes": args.processes,
+        "processes": processes,
     }
     generator["valid"] = bool(samples) and max(samples) <= GENERATOR_CPU_LIMIT
     summary["generator"] = generator
@@ -385,7 +394,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--warmup", type=seconds, default=None, help="left out of the figures (default: 10%% of the run, at most 5s)"
     )
-    parse.add_argument("--processes", type=int, default=1, help="Locust processes; one per free core")
+    parse.add_argument("--processes", type=int, help="Locust processes (default 1, streams 2); one per free core")
     parse.add_argument("--max-p95-ms", type=float, default=None, help="override the scenario's p95 threshold")
     parse.add_argument("--max-fail-ratio", type=float, default=None, help="override the scenario's failure threshold")
     parse.add_argument("--results-dir", default=str(ROOT / "results"))

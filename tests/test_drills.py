@@ -281,3 +281,56 @@ def test_under_gevent_a_request_that_never_yields_costs_its_worker_not_the_stack
     assert healthy == [200] * 10
     # Whichever came first: the watchdog, gunicorn's heartbeat timeout, or uWSGI's harakiri.
     assert any(sign in log for sign in ("held worker", "WORKER TIMEOUT", "HARAKIRI")), log[-2000:]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("server", SERVERS)
+def test_workers_recycled_after_max_requests_never_hold_a_request_back(server, model):
+    """Workers restart after MAX_REQUESTS (lowered here so that it happens within seconds) while
+    requests keep coming through nginx, whose pool also holds idle kept-alive connections to each
+    worker. gunicorn's own gevent worker waits for those before it exits, until GRACEFUL_TIMEOUT,
+    and no worker replaces it meanwhile (gunicorn#2297, #3227: the shipped keep-alive, 75 s,
+    outlasts the graceful timeout, 30 s); once both workers wait, nothing accepts. The stack's
+    worker closes them (gunicorn.conf.py). Every request must be answered, none after waiting for
+    a restart. uWSGI recycles a worker no sooner than 10 s after it started (min-worker-lifetime),
+    so the load runs for 14 s: each worker at least once."""
+    recycle = {"MAX_REQUESTS": "200", "MAX_REQUESTS_JITTER": "50", "SLOW_MAX_MS": "1000"}
+    stack = local_stack(server, APP_WORKER_MODEL=model, **recycle).start()
+    master = psutil.Process(stack.app_pid())
+    workers = {worker.pid for worker in master.children()}
+
+    def client(deadline: float) -> list[tuple[int, float]]:
+        answers = []
+        with requests.Session() as session:
+            for _ in range(2000):  # bounded in count and in time
+                if time.monotonic() > deadline:
+                    break
+                started = time.monotonic()
+                response = session.get(stack.base_url + "/plaintext", headers={"Host": HOST}, timeout=40)
+                answers.append((response.status_code, time.monotonic() - started))
+                time.sleep(0.005)
+        return answers
+
+    try:
+        # 24 requests at once: nginx opens as many connections to the app server, over both workers,
+        # and keeps them in its pool (keepalive 32) once answered, idle while the two clients below
+        # need only a few.
+        opened = [future.result() for future in burst(lambda: get(stack, "/slow?ms=500").status_code, 24)]
+        deadline = time.monotonic() + 14
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(client, deadline) for _ in range(2)]
+            while not all(future.done() for future in futures) and time.monotonic() < deadline + 45:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    workers.update(worker.pid for worker in master.children())
+                time.sleep(0.1)
+            answers = [answer for future in futures for answer in future.result()]
+    finally:
+        stack.stop()
+    statuses = {status for status, _ in answers}
+    slowest = max(seconds for _, seconds in answers)
+    print(f"{server} {model}: {len(answers)} requests, {len(workers)} workers in all, slowest {slowest:.2f} s")
+    assert opened == [200] * 24
+    assert statuses == {200}
+    # Both workers were recycled at least once while the requests kept coming.
+    assert len(workers) >= 2 + 2
+    assert slowest < 3, f"a request waited {slowest:.1f} s: a retiring worker held it"

@@ -56,11 +56,5 @@ def test_swapping_there_and_back_under_load_loses_nothing(first, model, tmp_path
     assert set(phases["swap"]["servers"]) == {"gunicorn", "uwsgi"}  # both really served
     ratio = phases["swap"]["p99_ms"] / phases["steady"]["p99_ms"]
     print(f"{first} {model}: p99 during the swaps {ratio:.2f} x the steady p99")
-    if model == "threads":
-        assert ratio <= 3
-        assert done.returncode == 0, done.stdout + done.stderr
-    else:
-        # Not yet met under gevent: measured 2.1 to 3.4 x, over the scenario's 3 x in two runs of three
-        # starting from uWSGI (issue 15 is open on it). Nothing failed; any other breach still fails.
-        breaches = summary["thresholds"]["breaches"]
-        assert all(breach.startswith("swap-window p99") for breach in breaches), breaches
+    assert ratio <= 3
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -68,7 +68,7 @@ else:
     _database_url = f"sqlite:///{BASE_DIR / 'db.sqlite3'}" if DEVELOPMENT else "sqlite:////data/db.sqlite3"
 # How Django holds PostgreSQL connections: `persistent`, one per thread kept for DB_CONN_MAX_AGE s,
 # or `pool`, psycopg's pool of APP_THREADS per worker process that threads borrow per request. Under
-# threads both hold workers x threads, and the pool ran at 0.92 of persistent's rate (median over
+# threads both hold workers x threads, and the pool ran at 0.97 of persistent's rate (median over
 # both servers x 3 endpoints; docs/bench/report.md section 9), so persistent ships: no pool threads
 # in each worker, and a connection a database restart broke is replaced by the next request, not
 # after the pool's reconnect backoff (tests/test_postgres_e2e.py's outage drills print how long).
