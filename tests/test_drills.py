@@ -74,9 +74,10 @@ def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(
 CLIENTS = 6
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_killed_worker_costs_at_most_its_own_requests(server):
-    stack = local_stack(server).start()
+def test_a_killed_worker_costs_at_most_its_own_requests(server, model):
+    stack = local_stack(server, APP_WORKER_MODEL=model).start()
     outcomes: list[tuple[float, float, int]] = []  # (started, ended, status)
     stop = threading.Event()
 
@@ -111,7 +112,7 @@ def test_a_killed_worker_costs_at_most_its_own_requests(server):
             client.join(timeout=10)
         stack.stop()
     failed = [(started, ended) for started, ended, status in outcomes if status != 200]
-    print(f"{server}: {len(failed)} of {len(outcomes)} failed; new worker after {respawned_after:.2f}s")
+    print(f"{server} {model}: {len(failed)} of {len(outcomes)} failed; new worker after {respawned_after:.2f}s")
     # Only requests that were in flight when the worker died may fail, so never more than
     # there were clients; everything asked after the respawn succeeds.
     assert all(started <= killed_at + 0.05 for started, _ in failed), failed
@@ -145,9 +146,10 @@ def hold_slowloris(port: int, stop: threading.Event, held: list[int]) -> None:
             sock.close()
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("server", SERVERS)
-def test_slowloris_ties_up_nginx_connections_but_no_app_worker(server):
-    stack = local_stack(server).start()
+def test_slowloris_ties_up_nginx_connections_but_no_app_worker(server, model):
+    stack = local_stack(server, APP_WORKER_MODEL=model).start()
     stop = threading.Event()
     held: list[int] = []
     loris = threading.Thread(target=hold_slowloris, args=(stack.nginx_port, stop, held))
@@ -169,7 +171,10 @@ def test_slowloris_ties_up_nginx_connections_but_no_app_worker(server):
     statuses = [status for status, _ in timings]
     latencies = sorted(seconds for _, seconds in timings)
     p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
-    print(f"{server}: {held[0]} slowloris connections held; {len(timings)} normal requests, p99 {p99 * 1000:.0f} ms")
+    print(
+        f"{server} {model}: {held[0]} slowloris connections held; {len(timings)} normal requests, "
+        f"p99 {p99 * 1000:.0f} ms"
+    )
     assert held == [SLOWLORIS_CONNECTIONS]
     assert set(statuses) == {200}
     assert p99 < 0.250
@@ -183,9 +188,10 @@ def timed_get(session: requests.Session, stack: LocalStack) -> tuple[int, float]
     return response.status_code, time.monotonic() - started
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("server", SERVERS)
-def test_a_slow_upload_reaches_the_app_only_when_complete(server):
-    stack = local_stack(server).start()
+def test_a_slow_upload_reaches_the_app_only_when_complete(server, model):
+    stack = local_stack(server, APP_WORKER_MODEL=model).start()
     body = b"x" * 200_000
     try:
         with socket.create_connection(("127.0.0.1", stack.nginx_port), timeout=10) as sock:

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 import pytest
 import requests
 from compose_stack import ComposeStack, compose_stack
-from harness import SERVERS, burst, free_port, read_dotenv
+from harness import MODELS, SERVERS, burst, free_port, read_dotenv
 
 pytestmark = pytest.mark.e2e
 
@@ -208,12 +208,16 @@ def test_loadtest_ui_runs_locust_master_and_workers(images):
         stack.down("--volumes")
 
 
-def test_make_swap_under_load_there_and_back_loses_nothing(images, tmp_path):
+@pytest.mark.parametrize("model", MODELS)
+def test_make_swap_under_load_there_and_back_loses_nothing(images, tmp_path, model):
     stack = compose_stack("gunicorn")
     try:
-        assert stack.make("up").returncode == 0
-        # run.py swaps at 30% and 65% of the run with `make swap`, as a user's run would.
-        done = stack.make("loadtest", "SCENARIO=swap", "USERS=8", "DURATION=30s", f"RESULTS_DIR={tmp_path}")
+        assert stack.make("up", APP_WORKER_MODEL=model).returncode == 0
+        # run.py swaps at 30% and 65% of the run with `make swap`, as a user's run would; the swap
+        # starts the other server under the same model.
+        done = stack.make(
+            "loadtest", "SCENARIO=swap", "USERS=8", "DURATION=30s", f"RESULTS_DIR={tmp_path}", APP_WORKER_MODEL=model
+        )
         print(done.stdout[done.stdout.find("swap against") :])
         (result,) = tmp_path.glob("*-swap")
         summary = json.loads((result / "summary.json").read_text())
