@@ -3,12 +3,11 @@ what each worker model costs ordinary requests, and how many open event streams 
 As the other report_sections_*: the Results in, paragraphs out.
 """
 
-from report_analysis import by_label, failures, med, missing_reason, paired_ratios
+from report_analysis import SERVERS, by_label, failures, med, missing_reason, paired_ratios
 from report_markdown import Results, generator_note, heading, missing_note, na, para, rps_cell, table
 from report_sections_9 import ratio_cell
 
 SECTION = "models"
-SERVERS = ("gunicorn", "uwsgi")
 MODELS = ("threads", "gevent")
 # The endpoints in the order measured (bench_targets.MODEL_ENDPOINTS).
 ENDPOINT_ORDER = ("plaintext", "queries?n=20")
