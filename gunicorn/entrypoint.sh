@@ -1,7 +1,8 @@
 #!/bin/sh
-# Start gunicorn the same way in the container and in the tests: prepare the database, then
-# exec, so gunicorn is the process that receives the stop signal.
+# Start gunicorn the same way in the container and in the tests: check the shared settings,
+# prepare the database, then exec, so gunicorn is the process that receives the stop signal.
 set -eu
 cd "$(dirname "$0")/../app"
+python -m stack.server_env
 python manage.py prepare_db
 exec gunicorn -c ../gunicorn/gunicorn.conf.py

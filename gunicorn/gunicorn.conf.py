@@ -8,6 +8,7 @@ The app sits at ../app from this file, in the repository and in the image alike.
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from gunicorn import glogging
 app_dir = Path(__file__).resolve().parent.parent / "app"
 sys.path.insert(0, str(app_dir))
 
-from stack.server_env import load  # noqa: E402  (needs app_dir on sys.path first)
+from stack import metrics  # noqa: E402  (needs app_dir on sys.path first)
+from stack.server_env import load  # noqa: E402
 
 shared = load()
 
@@ -37,7 +39,18 @@ backlog = 1024
 # reset at the exit, too late for nginx to retry it elsewhere (a 503 in a scale-down). This one
 # closes it when the drain starts: new connections are refused at once and nginx sends them to
 # another replica (or answers 503 at once); what it accepted is still answered.
+#
+# It also counts, for the metrics, connections waiting for a thread: gthread accepts at once and
+# queues them in the worker, where no listen backlog shows them.
 class ThreadWorkerRefusingWhenStopping(ThreadWorker):
+    def enqueue_req(self, conn) -> None:  # noqa: ANN001  (gunicorn's signature)
+        metrics.connection_queued(+1)
+        super().enqueue_req(conn)
+
+    def handle(self, conn):  # noqa: ANN001, ANN201  (gunicorn's signature)
+        metrics.connection_queued(-1)
+        return super().handle(conn)
+
     def set_accept_enabled(self, enabled: bool) -> None:
         super().set_accept_enabled(enabled)
         if not enabled and not self.alive:  # stopping, not merely at worker_connections
@@ -157,3 +170,14 @@ access_log_format = (
 )
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+
+def when_ready(server) -> None:  # noqa: ANN001  (gunicorn's hook signature)
+    """METRICS_BIND set: the master starts the metrics exporter (app/stack/exporter.py), its child."""
+    if shared.metrics_bind:
+        subprocess.Popen([sys.executable, "-m", "stack.exporter", "gunicorn"], cwd=app_dir)
+
+
+def child_exit(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signature)
+    """In the master, after a worker exited: counted for appserver_worker_restarts (app/stack/metrics.py)."""
+    metrics.worker_exited(worker.pid)

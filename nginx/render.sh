@@ -40,6 +40,7 @@ esac
 export NGINX_CONF_DIR="$conf_dir"
 export NGINX_LISTEN="${NGINX_LISTEN:-8080}"
 export NGINX_TLS_LISTEN="${NGINX_TLS_LISTEN:-8443}"
+export NGINX_STATUS_LISTEN="${NGINX_STATUS_LISTEN:-8081}"
 export ACME_ROOT="${ACME_ROOT:-/srv/acme}"
 export NGINX_RUN_DIR="${NGINX_RUN_DIR:-/tmp/nginx}"
 export NGINX_WORKER_PROCESSES="${NGINX_WORKER_PROCESSES:-auto}"
@@ -77,7 +78,7 @@ sed "$quic" "$conf_dir/nginx.conf.template" | envsubst '$NGINX_CONF_DIR $NGINX_L
     $NGINX_WORKER_PROCESSES $NGINX_ACCESS_LOG $NGINX_READ_TIMEOUT $NGINX_SERVER_NAMES $APP_SERVER
     $APP_SERVER_ADDR $STATIC_ROOT $MAX_BODY_MB $NGINX_TLS_LISTEN $NGINX_LISTEN_HTTP2 $TLS_CERT_FILE
     $TLS_KEY_FILE $HSTS_SECONDS $HTTPS_PORT $HTTPS_REDIRECT $ACME_ROOT $NGINX_HTTP_PORT_SUFFIX
-    $NGINX_HTTPS_PORT_SUFFIX' >"$candidate"
+    $NGINX_HTTPS_PORT_SUFFIX $NGINX_STATUS_LISTEN' >"$candidate"
 nginx -e stderr -t -q -c "$candidate" || fail "the rendered config failed nginx -t (above); nothing was changed"
 chmod 644 "$candidate"
 mv "$candidate" "$NGINX_RUN_DIR/nginx.conf"

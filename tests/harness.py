@@ -308,6 +308,9 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
         "APP_SERVER_ADDR": f"127.0.0.1:{app_port}",
         "NGINX_LISTEN": f"127.0.0.1:{nginx_port}",
         "NGINX_TLS_LISTEN": f"127.0.0.1:{https_port}",
+        "NGINX_STATUS_LISTEN": f"127.0.0.1:{free_port()}",
+        # Used only with METRICS_BIND set (a test's override): app/stack/metrics.py.
+        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         "HTTP_PORT": str(nginx_port),
         "HTTPS_PORT": str(https_port),
         # Most tests look at the app over plain HTTP, as behind a TLS terminator; the HTTPS tests
@@ -350,6 +353,7 @@ def buffering_nginx(stack: LocalStack) -> Iterator[LocalStack]:
         **stack.env,
         "NGINX_LISTEN": f"127.0.0.1:{port}",
         "NGINX_TLS_LISTEN": f"127.0.0.1:{https_port}",
+        "NGINX_STATUS_LISTEN": f"127.0.0.1:{free_port()}",
         "NGINX_RUN_DIR": str(stack.workdir / "buffering"),
     }
     rendered = subprocess.run(

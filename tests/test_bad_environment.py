@@ -66,6 +66,8 @@ def test_invalid_django_setting_is_named(env, name, value, expected):
         ("GRACEFUL_TIMEOUT", "1.5", "GRACEFUL_TIMEOUT must be an integer"),
         ("MAX_REQUESTS", "-1", "MAX_REQUESTS must be between"),
         ("APP_BIND", "", "APP_BIND is required"),
+        ("METRICS_BIND", "9200", "METRICS_BIND must be [host]:port, like :9200, got '9200'"),
+        ("METRICS_BIND", ":http", "METRICS_BIND must be [host]:port"),
     ],
 )
 @pytest.mark.parametrize("server", SERVERS)
@@ -116,3 +118,12 @@ def test_persistent_postgres_connections_are_refused_under_gevent(env):
     assert result.returncode != 0
     assert "DB_CONNECTIONS=persistent cannot be used with APP_WORKER_MODEL=gevent" in result.stderr
     assert "secret-value" not in result.stderr
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_metrics_without_a_directory_for_them_stop_both_servers(env, server):
+    env["METRICS_BIND"] = ":9200"
+    env["PROMETHEUS_MULTIPROC_DIR"] = ""
+    result = run(server_command(server), env)
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR (a directory for every worker's metrics files) is required" in result.stderr

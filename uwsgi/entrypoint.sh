@@ -7,4 +7,9 @@ cd "$(dirname "$0")/../app"
 python -m stack.server_env
 python manage.py prepare_db
 # The worker model's file: stack.server_env has checked APP_WORKER_MODEL is threads or gevent.
-exec python ../uwsgi/supervise.py uwsgi --ini ../uwsgi/uwsgi.ini --ini "../uwsgi/model-$APP_WORKER_MODEL.ini"
+set -- --ini ../uwsgi/uwsgi.ini --ini "../uwsgi/model-$APP_WORKER_MODEL.ini"
+# METRICS_BIND set (stack.server_env has checked it): the metrics listener and the stats server.
+if [ -n "${METRICS_BIND:-}" ]; then
+    set -- "$@" --ini ../uwsgi/metrics.ini
+fi
+exec python ../uwsgi/supervise.py uwsgi "$@"

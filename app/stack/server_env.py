@@ -2,12 +2,14 @@
 
 Their values live in the top-level .env (docker compose reads it, and so do the
 Makefile and the tests), so none has a second default here: a missing one stops the
-server. gunicorn.conf.py imports this module; the uWSGI entrypoint runs it before
-exec'ing uWSGI. Both servers refuse the same bad input with the same message.
+server. gunicorn.conf.py imports this module, and both entrypoints run it before they exec
+the server (which also empties the metrics directory, stack.metrics). Both servers refuse
+the same bad input with the same message.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -30,6 +32,8 @@ class ServerEnv:
     graceful_timeout: int
     max_requests: int
     max_requests_jitter: int
+    # Empty: no metrics. Set: the server also listens here, over HTTP, for Prometheus (stack.metrics).
+    metrics_bind: str
 
 
 def load() -> ServerEnv:
@@ -45,7 +49,22 @@ def load() -> ServerEnv:
         graceful_timeout=graceful_timeout,
         max_requests=env_int("MAX_REQUESTS", None, 0, 10_000_000),
         max_requests_jitter=env_int("MAX_REQUESTS_JITTER", None, 0, 10_000_000),
+        metrics_bind=_metrics_bind(),
     )
+
+
+def _metrics_bind() -> str:
+    bind = os.environ.get("METRICS_BIND", "")
+    if not bind:
+        return ""
+    _host, colon, port = bind.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ImproperlyConfigured(f"METRICS_BIND must be [host]:port, like :9200, got {bind!r}")
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        raise ImproperlyConfigured(
+            "PROMETHEUS_MULTIPROC_DIR (a directory for every worker's metrics files) is required with METRICS_BIND"
+        )
+    return bind
 
 
 def main() -> int:
@@ -54,6 +73,9 @@ def main() -> int:
     except ImproperlyConfigured as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    from stack import metrics
+
+    metrics.prepare_dir()
     return 0
 
 

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from stack import metrics
 from stack.env import env_bool, env_choice, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -43,6 +44,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# With METRICS_BIND set: Django's time and database queries per view (app/stack/metrics.py),
+# around everything but the request budget's watchdog.
+if metrics.ENABLED:
+    MIDDLEWARE.insert(1, "stack.metrics.ViewMetricsMiddleware")
 
 ROOT_URLCONF = "stack.urls"
 WSGI_APPLICATION = "stack.wsgi.application"

@@ -6,4 +6,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stack.settings")
 
-application = get_wsgi_application()
+from stack import metrics
+
+# Timed for the app server's metrics when METRICS_BIND is set; the app itself otherwise.
+application = metrics.instrument(get_wsgi_application())
