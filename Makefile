@@ -8,7 +8,7 @@ SERVERS := gunicorn uwsgi
 DATABASES := sqlite postgres
 # The settings below that neither the shell nor the command line sets come from .env, read by the
 # tests' reader (scripts/dotenv_file.py) in one run, the first time one of them is needed.
-DOTENV_NAMES := APP_SERVER DATABASE HTTP_PORT HTTPS_PORT TLS_DIR LOCUST_WORKERS LOCUST_UI_PORT
+DOTENV_NAMES := APP_SERVER DATABASE HTTP_PORT HTTPS_PORT TLS_DIR LOCUST_WORKERS LOCUST_UI_PORT MONITORING PROMETHEUS_PORT
 dotenv_values = $(eval dotenv_values := $$(shell python3 scripts/dotenv_file.py $(DOTENV_NAMES)))$(dotenv_values)
 # $(call dotenv,NAME): the value at NAME's place (join pairs the names with the values: NAME=value).
 dotenv = $(patsubst $(1)=%,%,$(filter $(1)=%,$(join $(addsuffix =,$(DOTENV_NAMES)),$(dotenv_values))))
@@ -17,7 +17,13 @@ DATABASE ?= $(call dotenv,DATABASE)
 HTTP_PORT ?= $(call dotenv,HTTP_PORT)
 HTTPS_PORT ?= $(call dotenv,HTTPS_PORT)
 TLS_DIR ?= $(call dotenv,TLS_DIR)
-export APP_SERVER DATABASE HTTP_PORT HTTPS_PORT TLS_DIR
+MONITORING ?= $(call dotenv,MONITORING)
+PROMETHEUS_PORT ?= $(call dotenv,PROMETHEUS_PORT)
+export APP_SERVER DATABASE HTTP_PORT HTTPS_PORT TLS_DIR PROMETHEUS_PORT
+# MONITORING=1 adds the monitoring profile (Prometheus, nginx's exporter) to .env's two.
+ifeq ($(MONITORING),1)
+export COMPOSE_PROFILES := $(APP_SERVER),$(DATABASE),monitoring
+endif
 
 SCENARIOS := throughput streaming swap streams
 BENCH_PROFILES := full tiny
@@ -39,7 +45,7 @@ export LOCUST_WORKERS LOCUST_UI_PORT
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 # Both profiles, so down/logs/ps also see a server that is no longer the selected one.
-COMPOSE_ALL := docker compose --profile gunicorn --profile uwsgi --profile postgres --profile loadtest
+COMPOSE_ALL := docker compose --profile gunicorn --profile uwsgi --profile postgres --profile loadtest --profile monitoring
 SECRET_FILE := .secrets/django_secret_key
 PG_PASSWORD_FILE := .secrets/postgres_password
 # Where scripts/local_tls.py keeps the certificate it makes; any other TLS_DIR is the user's own.
@@ -81,14 +87,16 @@ $(PG_PASSWORD_FILE):
 	@python3 -c 'import secrets; print(secrets.token_urlsafe(32))' >$@ && chmod 644 $@
 	@echo "Generated a PostgreSQL password in $@ (kept out of git)."
 
-up: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Build and start nginx + APP_SERVER (+ DATABASE); waits until healthy
+up: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Build and start nginx + APP_SERVER (+ DATABASE, + MONITORING=1's Prometheus); waits until healthy
 	$(call one_of,APP_SERVER,$(APP_SERVER),$(SERVERS))
 	$(call one_of,DATABASE,$(DATABASE),$(DATABASES))
+	$(call one_of,MONITORING,$(MONITORING),0 1)
 	docker compose up --detach --build --remove-orphans --wait --wait-timeout 300
 	@# Switching servers this way recreates nginx; the previous server is no longer routed to.
 	$(COMPOSE_ALL) rm --stop --force $(filter-out $(APP_SERVER),$(SERVERS))
 	@echo "Serving through nginx -> $(APP_SERVER): https://localhost:$(HTTPS_PORT)/ (HTTP/1.1, 2 and 3)," \
 	  "http://localhost:$(HTTP_PORT)/ redirects there"
+	@if [ "$(MONITORING)" = 1 ]; then echo "Prometheus: http://127.0.0.1:$(PROMETHEUS_PORT)/ (docs/monitoring.md)"; fi
 
 tls: ## With TLS_DIR=.secrets/tls (the default): make or renew the local CA's certificate for ALLOWED_HOSTS
 	@if [ "$(TLS_DIR)" = "$(LOCAL_TLS_DIR)" ]; then python3 scripts/local_tls.py; \
@@ -125,7 +133,8 @@ test-fast: $(VENV)/.installed ## Every test but the container ones: unit, config
 lint: $(VENV)/.installed ## ruff over all Python, hadolint over every Dockerfile, shellcheck over every shell script
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/hadolint --config .hadolint.yaml nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile postgres/Dockerfile loadtest/Dockerfile
+	$(VENV)/bin/hadolint --config .hadolint.yaml nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile postgres/Dockerfile loadtest/Dockerfile \
+	  prometheus/Dockerfile nginx-exporter/Dockerfile
 	$(VENV)/bin/shellcheck $$(git ls-files '*.sh' .ci/run)
 
 format: $(VENV)/.installed ## Apply ruff's formatting and safe fixes

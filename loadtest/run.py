@@ -27,12 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+import requests
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # The project's one percentile (nearest rank: an observed sample, never interpolated) is shared with
 # the bench report, in loadtest/bench/percentiles.py (standard library only).
 sys.path.append(str(HERE / "bench"))
+import server_side  # noqa: E402
 from percentiles import percentile  # noqa: E402
 from stream_capacity import capacity  # noqa: E402  (loadtest/, this file's own directory)
 
@@ -263,6 +265,7 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
     except subprocess.TimeoutExpired:
         process.kill()
         returncode = process.wait()
+    end = time.time()
     if returncode != 0:
         print(f"locust exited with {returncode}; see the output above", file=sys.stderr)
         return 2, None
@@ -314,6 +317,10 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
     server = "+".join(sorted(summary["servers"])) or "unknown"
     final = results / f"{started_at}-{server}-{args.scenario}"
     out.rename(final)
+    try:
+        summary["server_side"] = server_side.chart(begin, end, final)
+    except (requests.RequestException, KeyError, ValueError) as error:  # the run stands without it
+        summary["server_side"] = f"server side: Prometheus did not answer the queries ({error})"
     (final / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, final)
     return (1 if breaches else 0), final
@@ -381,6 +388,8 @@ def print_summary(summary: dict, where: Path) -> None:
         )
     for breach in summary["thresholds"]["breaches"]:
         print(f"  THRESHOLD FAILED: {breach}")
+    if "server_side" in summary:
+        print(f"  {summary['server_side']}")
     print(f"  results: {where}")
 
 

@@ -21,7 +21,7 @@ SERVERS = ("gunicorn", "uwsgi")
 SECRET_FILE = ROOT / ".secrets" / "django_secret_key"
 PG_PASSWORD_FILE = ROOT / ".secrets" / "postgres_password"
 BOTH_PROFILES = ("--profile", "gunicorn", "--profile", "uwsgi")
-EVERY_PROFILE = (*BOTH_PROFILES, "--profile", "postgres", "--profile", "loadtest")
+EVERY_PROFILE = (*BOTH_PROFILES, "--profile", "postgres", "--profile", "loadtest", "--profile", "monitoring")
 
 
 def free_port() -> int:
@@ -65,21 +65,35 @@ class ComposeProject:
     # Settings a test changes, as a user would in the shell (APP_THREADS=10 make up).
     overrides: dict[str, str] = field(default_factory=dict)
 
+    # Prometheus' published port (MONITORING=1); 0: a free one is picked.
+    prometheus_port: int = 0
+
     def __post_init__(self) -> None:
         if not self.https_port:
             self.https_port = free_udp_port_too()
+        if not self.prometheus_port:
+            self.prometheus_port = free_port()
 
     def env(self, server: str | None = None) -> dict[str, str]:
         # .env derives the profiles from APP_SERVER and DATABASE, as it would for a user's shell;
         # the stack under test uses its own defaults, whatever this process's environment holds,
         # unless the test overrides them.
-        inherited = ("COMPOSE_PROFILES", "DATABASE", "DATABASE_URL", "DB_CONNECTIONS", "ALLOWED_HOSTS", "MAX_BODY_MB")
+        inherited = (
+            "COMPOSE_PROFILES",
+            "DATABASE",
+            "DATABASE_URL",
+            "DB_CONNECTIONS",
+            "ALLOWED_HOSTS",
+            "MAX_BODY_MB",
+            "MONITORING",
+        )
         env = {
             **{key: value for key, value in os.environ.items() if key not in inherited},
             **self.overrides,
             "APP_SERVER": server or self.server,
             "HTTP_PORT": str(self.port),
             "HTTPS_PORT": str(self.https_port),
+            "PROMETHEUS_PORT": str(self.prometheus_port),
             "COMPOSE_PROJECT_NAME": self.project,
         }
         return env

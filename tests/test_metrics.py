@@ -77,8 +77,8 @@ def test_load_moves_every_app_server_and_django_metric_under_the_same_names(serv
         stack.stop()
     print(f"{server} {model}: busy at most {busiest:.0f}, waiting at most {waiting:.0f}, both {in_flight:.0f}")
     assert statuses == [200] * (3 * SLOTS)
-    assert value(before, "appserver_info", server=server) == 1
-    assert value(before, "appserver_workers") == 2
+    assert value(before, "appserver_workers", server=server) == 2
+    assert all(dict(labels).get("server") == server for _, labels in after)
     assert value(before, "appserver_worker_restarts_total") == 0
     # Every request seen at once, busy or waiting for a thread (one may be counted twice: it left
     # the backlog between the two reads).

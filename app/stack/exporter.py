@@ -54,6 +54,14 @@ class StackCollector:
         self.slots_per_worker = int(os.environ["APP_GREENLETS" if workers_model == "gevent" else "APP_THREADS"])
 
     def collect(self) -> Iterator[Metric]:
+        """Every figure labelled with the server, so one query shows a swap's two servers apart."""
+        for family in self._collect():
+            family.samples = [
+                sample._replace(labels={**sample.labels, "server": self.server}) for sample in family.samples
+            ]
+            yield family
+
+    def _collect(self) -> Iterator[Metric]:
         for pid in _dead_pids(self.directory):
             mark_process_dead(pid, str(self.directory))
         uwsgi = _uwsgi_stats(self.directory / UWSGI_STATS_SOCKET) if self.server == "uwsgi" else None
@@ -79,9 +87,6 @@ class StackCollector:
             "Requests the running workers can handle at once",
             value=workers * self.slots_per_worker,
         )
-        info = GaugeMetricFamily("appserver_info", "The app server in this container", labels=["server"])
-        info.add_metric([self.server], 1)
-        yield info
         yield from _container_usage()
 
 

@@ -1,0 +1,80 @@
+"""The monitoring profile on the real compose stack: `make up MONITORING=1`, a load test with two
+`make swap`s, and what Prometheus saw of it (docs/monitoring.md)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from compose_stack import compose_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def series(panels: list[dict], title: str) -> dict[str, list[tuple[float, float]]]:
+    (panel,) = [panel for panel in panels if panel["title"] == title]
+    return {line["label"]: line["points"] for line in panel["lines"]}
+
+
+def test_monitoring_sees_every_layer_through_a_swap_and_nothing_of_it_is_public(images, tmp_path):
+    stack = compose_stack("gunicorn")
+    try:
+        up = stack.make("up", MONITORING="1")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"Prometheus: http://127.0.0.1:{stack.prometheus_port}/" in up.stdout
+        # run.py swaps to uWSGI at 30% of the run and back at 65%, with `make swap`.
+        done = stack.make("loadtest", "SCENARIO=swap", "USERS=8", "DURATION=24s", f"RESULTS_DIR={tmp_path}")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+        through_nginx = stack.get("/metrics")
+        published = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
+        # A target is down from its container's start until its exporter listens (a second or
+        # two); every one must be up within a few scrapes.
+        health = {}
+        for _ in range(10):
+            targets = requests.get(f"http://127.0.0.1:{stack.prometheus_port}/api/v1/targets", timeout=10).json()
+            active = targets["data"]["activeTargets"]
+            health = {target["scrapeUrl"]: (target["health"], target["lastError"]) for target in active}
+            if all(state == "up" for state, _ in health.values()):
+                break
+            time.sleep(1)
+    finally:
+        stack.down("--volumes")
+    (result,) = tmp_path.glob("*-swap")
+    summary = json.loads((result / "summary.json").read_text())
+    assert summary["failures"] == 0, summary["failure_reasons"]
+    assert (result / "server-side.png").read_bytes().startswith(b"\x89PNG")
+    panels = json.loads((result / "server-side.json").read_text())["panels"]
+    print(summary["server_side"])
+
+    # Every panel has data that moved: busy threads, waiting requests, answers, nginx, CPU.
+    for panel in panels:
+        assert any(value > 0 for line in panel["lines"] for _, value in line["points"]), panel["title"]
+    # One query, one chart: gunicorn answered before uWSGI took over, uWSGI in the middle, and
+    # gunicorn again after the swap back.
+    answers = series(panels, "App server: answers per second, by status")
+    gunicorn = [at for at, value in answers["gunicorn 200"] if value > 0]
+    uwsgi = [at for at, value in answers["uwsgi 200"] if value > 0]
+    assert uwsgi, answers.keys()
+    assert min(gunicorn) < min(uwsgi) and max(gunicorn) > max(uwsgi)
+    busy = series(panels, "App server: requests in progress, and its slots")
+    assert {"gunicorn busy", "uwsgi busy", "gunicorn slots", "uwsgi slots"} <= busy.keys()
+    cpu = series(panels, "CPU by container")
+    assert {label.split()[0] for label in cpu} == {"gunicorn", "uwsgi"}
+
+    # Every target Prometheus scraped answered; the app's metrics never through nginx, and the
+    # only published ports are nginx's and Prometheus' own, on 127.0.0.1.
+    assert {target["labels"]["job"] for target in targets["data"]["activeTargets"]} == {"app", "nginx", "prometheus"}
+    print(health)
+    assert all(state == "up" for state, _ in health.values()), health
+    assert through_nginx.status_code == 404
+    assert "appserver_" not in through_nginx.text
+    ports = {
+        (row["Service"], p["PublishedPort"], p["URL"])
+        for row in published
+        for p in row["Publishers"]
+        if p["PublishedPort"]
+    }
+    assert {service for service, _, _ in ports} == {"nginx", "prometheus"}
+    assert {url for service, _, url in ports if service == "prometheus"} == {"127.0.0.1"}
