@@ -104,7 +104,22 @@ def report(scenario: str, summaries: dict[str, list[dict]], args: argparse.Names
             f"**{len(invalid)} round(s) invalid**: treat their figures as a floor, not a measurement.",
         ]
     lines += ["", "![every round](chart.png)", ""]
+    lines += server_side_section(summaries)
     return "\n".join(lines)
+
+
+def server_side_section(summaries: dict[str, list[dict]]) -> list[str]:
+    """Each round's charts from Prometheus (make up MONITORING=1), or why there are none."""
+    runs = sorted((run for server in SERVERS for run in summaries[server]), key=lambda run: run["round"])
+    lines = ["## Server side", ""]
+    if not any(run.get("server_side_chart") for run in runs):
+        return [*lines, *sorted({run.get("server_side", "not recorded") for run in runs}), ""]
+    lines += ["From Prometheus, a chart per round; docs/monitoring.md says what each panel shows.", ""]
+    for run in runs:
+        name = f"round {run['round']}, {'+'.join(run['servers'])}"
+        shown = f"![{name}]({run['results']}/server-side.png)" if run.get("server_side_chart") else run["server_side"]
+        lines += [f"{name}:", "", shown, ""]
+    return lines
 
 
 def chart(scenario: str, summaries: dict[str, list[dict]], path: Path) -> None:
@@ -165,6 +180,7 @@ def main(argv: list[str]) -> int:
             if set(summary["servers"]) != {server}:
                 print(f"expected only {server} to answer, saw {summary['servers']}", file=sys.stderr)
                 return 2
+            summary["round"], summary["results"] = round_number + 1, str(where.relative_to(out))
             summaries[server].append(summary)
 
     (out / "report.md").write_text(report(args.scenario, summaries, args))

@@ -319,6 +319,7 @@ def run(args: argparse.Namespace) -> tuple[int, Path | None]:
     out.rename(final)
     try:
         summary["server_side"] = server_side.chart(begin, end, final)
+        summary["server_side_chart"] = (final / "server-side.png").exists()
     except (requests.RequestException, KeyError, ValueError) as error:  # the run stands without it
         summary["server_side"] = f"server side: Prometheus did not answer the queries ({error})"
     (final / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

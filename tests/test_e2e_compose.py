@@ -180,6 +180,8 @@ def test_make_loadtest_and_compare_work_against_the_running_stack(images, tmp_pa
         report = (report_dir / "report.md").read_text()
         assert "| gunicorn |" in report and "| uwsgi |" in report
         assert "**No verdict**" in report  # one round cannot tell noise from difference
+        # Without MONITORING=1 the report says where the server side would come from.
+        assert "## Server side\n\nserver side: no Prometheus at http://127.0.0.1:" in report
         assert (report_dir / "chart.png").read_bytes().startswith(b"\x89PNG")
     finally:
         stack.down("--volumes")

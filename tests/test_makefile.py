@@ -19,6 +19,7 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
         (("up", "APP_SERVER=apache"), "APP_SERVER must be one of: gunicorn uwsgi (got 'apache')"),
         (("up", "APP_SERVER=gunicorn uwsgi"), "APP_SERVER must be one of: gunicorn uwsgi (got 'gunicorn uwsgi')"),
         (("up", "DATABASE=mysql"), "DATABASE must be one of: sqlite postgres (got 'mysql')"),
+        (("up", "MONITORING=yes"), "MONITORING must be one of: 0 1 (got 'yes')"),
         (("swap", "TO=nginx"), "TO must be one of: gunicorn uwsgi (got 'nginx')"),
         (("swap",), "TO must be one of: gunicorn uwsgi (got '')"),
         (("loadtest", "SCENARIO=soak"), "SCENARIO must be one of: throughput streaming swap streams (got 'soak')"),
