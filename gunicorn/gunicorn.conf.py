@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -61,7 +62,10 @@ class ThreadWorkerRefusingWhenStopping(ThreadWorker):
 # Processes: one per core. cpu_count() inside a container sees the host, so it is set, not guessed.
 workers = shared.workers
 if shared.worker_model == "gevent":
-    from gevent import GreenletExit
+    import select
+
+    import gevent
+    from gevent import GreenletExit, monkey
     from gunicorn.workers.base_async import AsyncWorker
     from gunicorn.workers.ggevent import GeventWorker
 
@@ -72,22 +76,30 @@ if shared.worker_model == "gevent":
     # class below does. But it then waits until every connection it holds has closed, and nginx's
     # kept-alive upstream connections stay open between requests: measured here, a stop with 100
     # requests in flight took the whole GRACEFUL_TIMEOUT (30.2 s), though every answer was sent in 2.
-    # This one closes a connection as soon as it is idle once the stop begins (its request answered
-    # with Connection: close, or none in progress), so the stop ends with the last answer.
+    # This one ends them once the stop begins, so the stop ends with the last answer. A stop begins
+    # with SIGTERM, or when the worker has served MAX_REQUESTS: measured with both workers recycled a
+    # second apart, each kept nginx's idle connections until the graceful timeout, no worker
+    # accepted, and a request waited 30.6 s (3 runs in 4). But a connection nginx is using is idle
+    # only for the moment between two requests, and closing it then races nginx's next request (a
+    # broken connection: its client got a 503, about once in five recycles under steady load). So
+    # a stopping worker answers every request with Connection: close (gunicorn does), and closes a
+    # connection only once it has waited IDLE_BEFORE_CLOSE_S for a request that did not come.
     class GeventWorkerClosingIdle(GeventWorker):
         def init_process(self) -> None:
-            self.idle_connections: set = set()
+            # Each connection waiting for a request, and since when.
+            self.idle_since: dict = {}
+            self.closing = False
             super().init_process()
 
         def handle(self, listener, client, addr) -> None:  # noqa: ANN001  (gunicorn's signature)
-            self.idle_connections.add(client)
+            self.idle_since[client] = time.monotonic()
             try:
                 super().handle(listener, client, addr)
             finally:
-                self.idle_connections.discard(client)
+                self.idle_since.pop(client, None)
 
         def handle_request(self, listener_name, req, sock, addr) -> None:  # noqa: ANN001  (gunicorn's)
-            self.idle_connections.discard(sock)
+            self.idle_since.pop(sock, None)
             try:
                 # GeventWorker's own handle_request is this call inside the same except.
                 AsyncWorker.handle_request(self, listener_name, req, sock, addr)
@@ -99,16 +111,44 @@ if shared.worker_model == "gevent":
                 # it abandoned (measured: 2 of 6 runs under CPU load, 8.2 s). Closing it instead
                 # gives nginx a broken connection: its own 502/503, or another worker's answer.
                 raise StopIteration from None
-            # Answered with keep-alive (a Connection: close answer ends the connection itself).
-            if self.alive:
-                self.idle_connections.add(sock)
-            else:
-                close_connection(sock)
+            except StopIteration:
+                # Answered with Connection: close, which ends this connection. When the worker is
+                # stopping (MAX_REQUESTS was reached with this request), its idle ones end too.
+                if not self.alive:
+                    self.start_closing_idle()
+                raise
+            # Answered with keep-alive; should the stop have begun meanwhile, closed once idle.
+            self.idle_since[sock] = time.monotonic()
+            if not self.alive:
+                self.start_closing_idle()
 
         def handle_exit(self, sig, frame) -> None:  # noqa: ANN001  (gunicorn's signature)
             super().handle_exit(sig, frame)
-            for client in list(self.idle_connections):
-                close_connection(client)
+            self.start_closing_idle()
+
+        def start_closing_idle(self) -> None:
+            if not self.closing:
+                self.closing = True
+                gevent.spawn(self.close_idle)
+
+        def close_idle(self) -> None:
+            """Until the process exits (at the latest, at the graceful timeout)."""
+            while True:
+                now = time.monotonic()
+                for client, since in list(self.idle_since.items()):
+                    if now - since >= IDLE_BEFORE_CLOSE_S and not request_waiting(client):
+                        close_connection(client)
+                gevent.sleep(IDLE_BEFORE_CLOSE_S / 4)
+
+    # Under steady load nginx reuses a kept-alive connection within milliseconds; one idle this long
+    # is at the bottom of its pool.
+    IDLE_BEFORE_CLOSE_S = 0.25
+
+    def request_waiting(sock) -> bool:  # noqa: ANN001  (a gevent socket)
+        """Bytes (or the peer's close) are ready to read: the OS's own poll, which never yields."""
+        poller = monkey.get_original("select", "poll")()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     def close_connection(sock) -> None:  # noqa: ANN001  (a gevent socket)
         """End the connection: the greenlet waiting on it for another request sees it closed."""

@@ -8,6 +8,7 @@ only addresses and paths differ, and they are passed as environment variables.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import secrets
 import shutil
@@ -87,6 +88,16 @@ def burst(fetch: Callable[[], int], count: int) -> list[Future[int]]:
     futures = [pool.submit(fetch) for _ in range(count)]
     pool.shutdown(wait=False)
     return futures
+
+
+def app_workers(master: psutil.Process) -> list[psutil.Process]:
+    """The app server's workers: its master's children but the metrics exporter (app/stack/exporter.py)."""
+    workers = []
+    for child in master.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "stack.exporter" not in " ".join(child.cmdline()):
+                workers.append(child)
+    return workers
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
@@ -309,7 +320,8 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
         "NGINX_LISTEN": f"127.0.0.1:{nginx_port}",
         "NGINX_TLS_LISTEN": f"127.0.0.1:{https_port}",
         "NGINX_STATUS_LISTEN": f"127.0.0.1:{free_port()}",
-        # Used only with METRICS_BIND set (a test's override): app/stack/metrics.py.
+        # The app's metrics on, as shipped, each stack's exporter on a port of its own.
+        "METRICS_BIND": f"127.0.0.1:{free_port()}",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
         "HTTP_PORT": str(nginx_port),
         "HTTPS_PORT": str(https_port),

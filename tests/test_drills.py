@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 import requests
-from harness import HOST, MODELS, SERVERS, LocalStack, burst, local_stack, wait_until
+from harness import HOST, MODELS, SERVERS, LocalStack, app_workers, burst, local_stack, wait_until
 
 
 def get(stack: LocalStack, path: str, timeout: float = 15) -> requests.Response:
@@ -95,7 +95,7 @@ def test_a_killed_worker_costs_at_most_its_own_requests(server, model):
     clients = [threading.Thread(target=keep_asking) for _ in range(CLIENTS)]
     try:
         # The entrypoint execs the server, so the process we started is the master.
-        workers = master.children()
+        workers = app_workers(master)
         assert len(workers) == int(stack.env["APP_WORKERS"])
         for client in clients:
             client.start()
@@ -103,7 +103,9 @@ def test_a_killed_worker_costs_at_most_its_own_requests(server, model):
         victim = workers[0]
         killed_at = time.monotonic()
         victim.send_signal(signal.SIGKILL)  # a worker's PID, read from its master
-        wait_until(lambda: len(master.children()) == len(workers) and victim not in master.children(), 10, "respawn")
+        wait_until(
+            lambda: len(app_workers(master)) == len(workers) and victim not in app_workers(master), 10, "respawn"
+        )
         respawned_after = time.monotonic() - killed_at
         time.sleep(2)
     finally:
@@ -223,7 +225,7 @@ def test_a_request_past_the_budget_gets_504_and_its_worker_is_recycled(server, m
     budget = {"REQUEST_TIMEOUT": "8", "GRACEFUL_TIMEOUT": "8", "SLOW_MAX_MS": "40000"}
     stack = local_stack(server, APP_WORKER_MODEL=model, **budget).start()
     master = psutil.Process(stack.app_pid())
-    before = {worker.pid for worker in master.children()}
+    before = {worker.pid for worker in app_workers(master)}
     try:
         with ThreadPoolExecutor(4) as pool:
             started = time.monotonic()
@@ -236,7 +238,7 @@ def test_a_request_past_the_budget_gets_504_and_its_worker_is_recycled(server, m
             alongside_statuses = [future.result().status_code for future in alongside]
 
         def recycled() -> bool:
-            now = {worker.pid for worker in master.children()}
+            now = {worker.pid for worker in app_workers(master)}
             return len(now) == len(before) and now != before
 
         try:
@@ -264,14 +266,14 @@ def test_under_gevent_a_request_that_never_yields_costs_its_worker_not_the_stack
     budget = {"REQUEST_TIMEOUT": "4", "GRACEFUL_TIMEOUT": "3", "SLOW_MAX_MS": "40000"}
     stack = local_stack(server, APP_WORKER_MODEL="gevent", **budget).start()
     master = psutil.Process(stack.app_pid())
-    before = {worker.pid for worker in master.children()}
+    before = {worker.pid for worker in app_workers(master)}
     try:
         started = time.monotonic()
         answer = get(stack, "/slow?ms=40000&cpu=1", 60)
         elapsed = time.monotonic() - started
 
         def replaced() -> bool:
-            now = {worker.pid for worker in master.children()}
+            now = {worker.pid for worker in app_workers(master)}
             return len(now) == len(before) and now != before
 
         wait_until(replaced, 40, "a fresh worker in place of the stalled one")
@@ -303,7 +305,7 @@ def test_workers_recycled_after_max_requests_never_hold_a_request_back(server, m
     recycle = {"MAX_REQUESTS": "200", "MAX_REQUESTS_JITTER": "50", "SLOW_MAX_MS": "1000"}
     stack = local_stack(server, APP_WORKER_MODEL=model, **recycle).start()
     master = psutil.Process(stack.app_pid())
-    workers = {worker.pid for worker in master.children()}
+    workers = {worker.pid for worker in app_workers(master)}
 
     def client(deadline: float) -> list[tuple[int, float]]:
         answers = []
@@ -327,7 +329,7 @@ def test_workers_recycled_after_max_requests_never_hold_a_request_back(server, m
             futures = [pool.submit(client, deadline) for _ in range(2)]
             while not all(future.done() for future in futures) and time.monotonic() < deadline + 45:
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    workers.update(worker.pid for worker in master.children())
+                    workers.update(worker.pid for worker in app_workers(master))
                 time.sleep(0.1)
             answers = [answer for future in futures for answer in future.result()]
     finally:

@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 import requests
-from harness import MODELS, SERVERS, burst, free_port, local_stack, wait_until
+from harness import MODELS, SERVERS, app_workers, burst, free_port, local_stack, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 SLOTS = 2 * 4  # APP_WORKERS x APP_THREADS in .env
@@ -68,7 +68,7 @@ def test_load_moves_every_app_server_and_django_metric_under_the_same_names(serv
         after = scrape(port)
 
         master = psutil.Process(stack.app_pid())
-        workers = [child.pid for child in master.children() if "stack.exporter" not in child.cmdline()]
+        workers = [worker.pid for worker in app_workers(master)]
         os.kill(workers[0], signal.SIGKILL)
         wait_until(lambda: value(scrape(port), "appserver_worker_restarts_total") >= 1, 20, "the restart counted")
         wait_until(lambda: value(scrape(port), "appserver_workers") == 2, 20, "two workers again")
@@ -108,8 +108,8 @@ def test_load_moves_every_app_server_and_django_metric_under_the_same_names(serv
 
 
 @pytest.mark.parametrize("server", SERVERS)
-def test_nginx_counts_on_its_status_port_only_and_metrics_are_off_by_default(server):
-    stack = local_stack(server).start()
+def test_nginx_counts_on_its_status_port_only_and_metrics_can_be_turned_off(server):
+    stack = local_stack(server, METRICS_BIND="").start()
     try:
         status_port = stack.env["NGINX_STATUS_LISTEN"].rsplit(":", 1)[1]
         status = requests.get(f"http://127.0.0.1:{status_port}/stub_status", timeout=10)
