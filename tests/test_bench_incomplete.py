@@ -442,8 +442,12 @@ def test_a_section_that_stops_early_is_marked_na_and_the_others_are_reported(mon
 @pytest.mark.parametrize(
     ("lines", "workers"),
     [
-        # gunicorn: the master is pid 1, its workers its children.
-        ([(1, "gunicorn", 5, 0, 0), (7, "gunicorn", 100, 1, 1), (8, "gunicorn", 50, 1, 1)], {"7": 101, "8": 51}),
+        # gunicorn: the master is pid 1, its workers its children, and so is the metrics exporter.
+        (
+            [(1, "gunicorn", 5, 0, 0), (7, "gunicorn", 100, 1, 1), (8, "gunicorn", 50, 1, 1),
+             (9, "stack-exporter", 30, 1, 1)],
+            {"7": 101, "8": 51},
+        ),
         # uWSGI: supervise.py is pid 1, the master its child, the workers the master's children.
         (
             [(1, "python", 5, 0, 0), (6, "stack uWSGI mas", 3, 0, 1), (9, "stack uWSGI wor", 100, 1, 6),

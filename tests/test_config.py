@@ -30,8 +30,8 @@ def uwsgi_ini(name: str = "uwsgi.ini") -> dict[str, str]:
 
 
 @pytest.fixture
-def gunicorn_conf(monkeypatch) -> dict[str, object]:
-    for key, value in {**DOTENV, "APP_BIND": "127.0.0.1:8000"}.items():
+def gunicorn_conf(monkeypatch, tmp_path) -> dict[str, object]:
+    for key, value in {**DOTENV, "APP_BIND": "127.0.0.1:8000", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}.items():
         monkeypatch.setenv(key, value)
     return runpy.run_path(str(ROOT / "gunicorn" / "gunicorn.conf.py"))
 
@@ -103,8 +103,9 @@ def test_both_servers_take_workers_and_threads_from_the_same_variables(gunicorn_
     assert gunicorn_conf["max_requests"] == int(DOTENV["MAX_REQUESTS"])
 
 
-def test_under_gevent_both_servers_take_greenlets_from_the_same_variable(monkeypatch):
-    for key, value in {**DOTENV, "APP_WORKER_MODEL": "gevent", "APP_BIND": "127.0.0.1:8000"}.items():
+def test_under_gevent_both_servers_take_greenlets_from_the_same_variable(monkeypatch, tmp_path):
+    gevent = {"APP_WORKER_MODEL": "gevent", "APP_BIND": "127.0.0.1:8000", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for key, value in {**DOTENV, **gevent}.items():
         monkeypatch.setenv(key, value)
     conf = runpy.run_path(str(ROOT / "gunicorn" / "gunicorn.conf.py"))
     from gunicorn.workers.ggevent import GeventWorker
@@ -174,16 +175,19 @@ def test_compose_app_servers_share_one_environment():
 
 def test_only_nginx_publishes_a_port():
     services = compose()["services"]
-    stack = {name: service for name, service in services.items() if "loadtest" not in service.get("profiles", [])}
+    optional = {"loadtest", "monitoring"}
+    stack = {name: service for name, service in services.items() if not optional & set(service.get("profiles", []))}
     assert [name for name, service in stack.items() if "ports" in service] == ["nginx"]
     assert services["nginx"]["ports"] == ["${HTTP_PORT}:8080", "${HTTPS_PORT}:8443/tcp", "${HTTPS_PORT}:8443/udp"]
-    # The optional Locust UI listens on loopback only.
+    # The optional Locust UI and Prometheus listen on loopback only; nginx's exporter publishes nothing.
     assert services["locust-master"]["ports"] == ["127.0.0.1:${LOCUST_UI_PORT}:8089"]
+    assert services["prometheus"]["ports"] == ["127.0.0.1:${PROMETHEUS_PORT:-9090}:9090"]
+    assert "ports" not in services["nginx-exporter"]
 
 
 def test_stop_grace_outlasts_the_graceful_timeout():
     for name, service in compose()["services"].items():
-        if name.startswith("locust"):
+        if name.startswith("locust") or name == "nginx-exporter":  # they hold no request and no data
             continue
         grace = int(service["stop_grace_period"].removesuffix("s"))
         assert grace > int(DOTENV["GRACEFUL_TIMEOUT"]), name

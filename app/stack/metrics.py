@@ -55,6 +55,9 @@ def _m() -> SimpleNamespace:
 def _make() -> SimpleNamespace:
     from prometheus_client import Counter, Gauge, Histogram
 
+    # The entrypoints make it (prepare_dir); a server started some other way has not.
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
     return SimpleNamespace(
         busy=Gauge(
             "appserver_busy_threads", "Requests being handled (threads or greenlets busy)", multiprocess_mode="livesum"

@@ -147,7 +147,8 @@ def parse_proc_stat(text: str) -> dict[str, int]:
 
     Workers are the leaves of the process tree: that leaves out gunicorn's master (pid 1), uWSGI's
     supervise.py (pid 1) and master (its child, the workers' parent), and what `docker exec` starts
-    (the reading sh and its cat, a health check), whose parent is outside the container (ppid 0).
+    (the reading sh and its cat, a health check), whose parent is outside the container (ppid 0),
+    and the metrics exporter the server starts (app/stack/exporter.py names itself stack-exporter).
     """
     processes = {}
     for line in text.splitlines():
@@ -160,7 +161,7 @@ def parse_proc_stat(text: str) -> dict[str, int]:
     return {
         pid: ticks
         for pid, (comm, ppid, ticks) in processes.items()
-        if pid != "1" and ppid != "0" and pid not in parents and comm not in ("sh", "cat")
+        if pid != "1" and ppid != "0" and pid not in parents and comm not in ("sh", "cat", "stack-exporter")
     }
 
 
