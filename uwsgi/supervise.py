@@ -93,6 +93,10 @@ def main(argv: list[str]) -> int:
         child.send_signal(signum)
 
     child = subprocess.Popen(argv)
+    # METRICS_BIND set: the metrics exporter (app/stack/exporter.py) runs beside uWSGI, not under it.
+    # As uWSGI's attach-daemon, a request nginx sent while one of two replicas was scaled away got a
+    # 503 (2 runs of 2, test_e2e_compose.py); beside it, none.
+    exporter = start_exporter() if settings.metrics_bind else None
     signal.signal(signal.SIGTERM, request_stop)
     for passed in PASSED_ON:
         signal.signal(passed, pass_on)
@@ -101,7 +105,18 @@ def main(argv: list[str]) -> int:
     if stop_requested:
         drain(child, listen_port(settings.bind), settings.graceful_timeout)
     code = child.wait()
+    if exporter is not None:
+        exporter.terminate()
+        try:
+            exporter.wait(5)
+        except subprocess.TimeoutExpired:
+            exporter.kill()
     return 128 - code if code < 0 else code
+
+
+def start_exporter() -> subprocess.Popen[bytes]:
+    app = Path(__file__).resolve().parent.parent / "app"
+    return subprocess.Popen([sys.executable, "-m", "stack.exporter", "uwsgi"], cwd=app)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 The one exporter of the stack's own. It adds up what every worker recorded (stack/metrics.py) and
 what the server itself knows, under the same names for both servers, and serves it on any path.
-The app server starts it (gunicorn's when_ready hook, uWSGI's attach-daemon2), so it runs
-wherever the server runs and ends with it.
+gunicorn's master starts it (its when_ready hook), and uWSGI's supervisor beside the uWSGI master
+(uwsgi/supervise.py), so it runs wherever the server runs and ends with it.
 
 Why a process of its own and not a /metrics view in the app: a view is answered by a worker
 thread, and under load it waits behind the very requests it should count. Measured with a /metrics
