@@ -8,7 +8,6 @@ The app sits at ../app from this file, in the repository and in the image alike.
 import contextlib
 import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from gunicorn import glogging
 app_dir = Path(__file__).resolve().parent.parent / "app"
 sys.path.insert(0, str(app_dir))
 
-from stack import metrics  # noqa: E402  (needs app_dir on sys.path first)
+from stack import exporter, metrics  # noqa: E402  (needs app_dir on sys.path first)
 from stack.server_env import load  # noqa: E402
 
 shared = load()
@@ -215,7 +214,7 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 def when_ready(server) -> None:  # noqa: ANN001  (gunicorn's hook signature)
     """METRICS_BIND set: the master starts the metrics exporter (app/stack/exporter.py), its child."""
     if shared.metrics_bind:
-        subprocess.Popen([sys.executable, "-m", "stack.exporter", "gunicorn"], cwd=app_dir)
+        exporter.start("gunicorn")
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signature)

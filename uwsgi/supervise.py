@@ -22,38 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
 
-from stack.server_env import load  # (needs the app on sys.path first)
+from stack import exporter as exporter_process  # (needs the app on sys.path first)
+from stack.listen_queue import listen_port, queued
+from stack.server_env import load
 
 PASSED_ON = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's st column
 POLL_S = 0.05
 
 
 def log(message: str) -> None:
     print(f"supervise: {message}", file=sys.stderr, flush=True)
-
-
-def listen_port(bind: str) -> int | None:
-    """The TCP port of APP_BIND (host:port), or None for a Unix socket path."""
-    host, colon, port = bind.rpartition(":")
-    return int(port) if colon and host and port.isdigit() else None
-
-
-def queued(port: int, tables: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6")) -> int:
-    """Connections waiting to be accepted on `port`: rx_queue of a listening socket is its
-    accept queue (tcp4_seq_show / tcp6_seq_show in the kernel)."""
-    waiting = 0
-    for table in tables:
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:  # no IPv6 in this network namespace
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, queues = fields[1], fields[3], fields[4]
-            if state == LISTEN and int(local.rpartition(":")[2], 16) == port:
-                waiting += int(queues.partition(":")[2], 16)
-    return waiting
 
 
 def drain(child: subprocess.Popen[bytes], port: int | None, budget: float) -> None:
@@ -96,7 +74,7 @@ def main(argv: list[str]) -> int:
     # METRICS_BIND set: the metrics exporter (app/stack/exporter.py) runs beside uWSGI, not under it.
     # As uWSGI's attach-daemon, a request nginx sent while one of two replicas was scaled away got a
     # 503 (2 runs of 2, test_e2e_compose.py); beside it, none.
-    exporter = start_exporter() if settings.metrics_bind else None
+    exporter = exporter_process.start("uwsgi") if settings.metrics_bind else None
     signal.signal(signal.SIGTERM, request_stop)
     for passed in PASSED_ON:
         signal.signal(passed, pass_on)
@@ -112,11 +90,6 @@ def main(argv: list[str]) -> int:
         except subprocess.TimeoutExpired:
             exporter.kill()
     return 128 - code if code < 0 else code
-
-
-def start_exporter() -> subprocess.Popen[bytes]:
-    app = Path(__file__).resolve().parent.parent / "app"
-    return subprocess.Popen([sys.executable, "-m", "stack.exporter", "uwsgi"], cwd=app)
 
 
 if __name__ == "__main__":

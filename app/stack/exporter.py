@@ -15,8 +15,9 @@ What is read here, and why here:
   (read from /proc); uWSGI's stats server lists its workers (uwsgi/metrics.ini).
 - appserver_worker_restarts_total under uWSGI: its master's respawn_count.
 - appserver_queued_requests{where="backlog"}: the kernel's accept queue of the app's listening
-  port, from /proc/net/tcp (uWSGI's stats server reports the same figure as listen_queue;
-  gunicorn reports none). Under gevent and under uWSGI this is where requests wait.
+  port, from /proc/net/tcp (stack/listen_queue.py, which uwsgi/supervise.py drains too; uWSGI's
+  stats server reports the same figure as listen_queue, gunicorn none). Under gevent and under
+  uWSGI this is where requests wait.
 - container_cpu_usage_seconds_total and container_memory_usage_bytes: the container's own cgroup
   (v1 or v2), cAdvisor's names, which Debian does not package.
 """
@@ -28,6 +29,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -38,8 +40,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from stack import listen_queue
+from stack.listen_queue import listen_port
+
 UWSGI_STATS_SOCKET = "uwsgi-stats.sock"  # in PROMETHEUS_MULTIPROC_DIR (uwsgi/metrics.ini)
-TCP_LISTEN = "0A"  # the LISTEN state in /proc/net/tcp
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PROCESS_NAME = b"stack-exporter"
@@ -51,7 +55,7 @@ class StackCollector:
         self.server = server
         self.master = master
         self.directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        self.port = int(os.environ["APP_BIND"].rsplit(":", 1)[1])
+        self.port = listen_port(os.environ["APP_BIND"])
         workers_model = os.environ["APP_WORKER_MODEL"]
         self.slots_per_worker = int(os.environ["APP_GREENLETS" if workers_model == "gevent" else "APP_THREADS"])
 
@@ -68,7 +72,7 @@ class StackCollector:
             mark_process_dead(pid, str(self.directory))
         uwsgi = _uwsgi_stats(self.directory / UWSGI_STATS_SOCKET) if self.server == "uwsgi" else None
         queued = GaugeMetricFamily("appserver_queued_requests", "Requests waiting for a thread", labels=["where"])
-        queued.add_metric(["backlog"], _listen_backlog(self.port))
+        queued.add_metric(["backlog"], listen_queue.queued(self.port) if self.port is not None else 0)
         for family in MultiProcessCollector(None, str(self.directory)).collect():
             if family.name == "appserver_queued_requests":
                 queued.samples.extend(family.samples)
@@ -115,23 +119,6 @@ def _children(parent: int) -> set[int]:
     return children
 
 
-def _listen_backlog(port: int) -> int:
-    """Connections the kernel has completed on the app's port that no worker has accepted yet."""
-    queued = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local, state, queues = fields[1], fields[3], fields[4]
-            if state == TCP_LISTEN and int(local.rsplit(":", 1)[1], 16) == port:
-                # For a listening socket, rx_queue is the accept queue's length.
-                queued += int(queues.split(":")[1], 16)
-    return queued
-
-
 def _uwsgi_stats(path: Path) -> dict[str, Any] | None:
     """uWSGI's stats server: one JSON document per connection."""
     try:
@@ -160,6 +147,11 @@ def _container_usage() -> Iterator[Metric]:
         return  # no cgroup files here: no figures rather than wrong ones
     yield CounterMetricFamily("container_cpu_usage_seconds", "CPU time of the container", value=cpu_seconds)
     yield GaugeMetricFamily("container_memory_usage_bytes", "Memory of the container", value=memory)
+
+
+def start(server: str) -> subprocess.Popen[bytes]:
+    """Run this module beside the server: gunicorn's master and uWSGI's supervise.py call this."""
+    return subprocess.Popen([sys.executable, "-m", "stack.exporter", server], cwd=Path(__file__).parent.parent)
 
 
 def main(argv: list[str]) -> int:

@@ -32,9 +32,6 @@ ENABLED = bool(os.environ.get("METRICS_BIND"))
 # Seconds; the budget (REQUEST_TIMEOUT, 30 s shipped) is the last finite bucket.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 QUERY_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100)
-UWSGI_STATS_SOCKET = "uwsgi-stats.sock"  # in PROMETHEUS_MULTIPROC_DIR (uwsgi/metrics.ini)
-TCP_LISTEN = "0A"
-SCRAPE_PATH = "/metrics"  # the LISTEN state in /proc/net/tcp
 
 
 _made: SimpleNamespace | None = None

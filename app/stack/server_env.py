@@ -32,7 +32,7 @@ class ServerEnv:
     graceful_timeout: int
     max_requests: int
     max_requests_jitter: int
-    # Empty: no metrics. Set: the server also listens here, over HTTP, for Prometheus (stack.metrics).
+    # Empty: no metrics. Set: the metrics exporter serves Prometheus here (stack/exporter.py).
     metrics_bind: str
 
 
