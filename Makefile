@@ -134,7 +134,7 @@ lint: $(VENV)/.installed ## ruff over all Python, hadolint over every Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint --config .hadolint.yaml nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile postgres/Dockerfile loadtest/Dockerfile \
-	  prometheus/Dockerfile nginx-exporter/Dockerfile
+	  prometheus/Dockerfile nginx-exporter/Dockerfile cgroup-exporter/Dockerfile
 	$(VENV)/bin/shellcheck $$(git ls-files '*.sh' .ci/run)
 
 format: $(VENV)/.installed ## Apply ruff's formatting and safe fixes

@@ -19,6 +19,14 @@ import requests
 STEP = 1.0
 # Wider than two scrapes (prometheus/prometheus.yml scrapes every 2 s), so every point has a rate.
 RATE = "[6s]"
+
+
+def by_container(expression: str) -> str:
+    """One series per container, named by its service and replica number (the end of its name)."""
+    summed = f"sum by (service, container) ({expression})"
+    return f'label_replace({summed}, "replica", "$1", "container", ".*-([0-9]+)")'
+
+
 # (panel title, y-axis label, [(query, legend with {label} placeholders)])
 PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     (
@@ -51,7 +59,12 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     (
         "CPU by container",
         "cores",
-        [(f"sum by (server, instance) (rate(container_cpu_usage_seconds_total{RATE}))", "{server} {instance}")],
+        [(by_container(f"rate(container_cpu_usage_seconds_total{RATE})"), "{service} {replica}")],
+    ),
+    (
+        "Memory by container",
+        "MiB",
+        [(by_container("container_memory_working_set_bytes / 2^20"), "{service} {replica}")],
     ),
 ]
 

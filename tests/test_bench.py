@@ -268,6 +268,7 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         "## 8. HTTPS",
         "## 9. Databases",
         "## 10. Worker models",
+        "## 11. What monitoring costs",
     ):
         assert heading in text
     for chart in ("proxy_tax.png", "servers.png", "peers.png", "ceilings.png", "ttfb.png", "sweep.png"):
@@ -287,6 +288,7 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         "https",
         "databases",
         "models",
+        "metrics",
     }
     # Section 1 measured the shipped paths, the Unix-socket ones and the naive peer's, and read the CPU
     # of the nginx and the app server on each (the report's per-request table rests on them).
@@ -346,8 +348,11 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         assert gevent["capacity"] == ramps["gevent"][2], gevent
         assert threads["capacity"] >= ramps["threads"][0], threads
         assert gevent["cpu_cores"][gevent["services"]["app"]] > 0, gevent
-    models_section = text[text.index("## 10. Worker models") : text.index("## Reproduce")]
+    models_section = text[text.index("## 10. Worker models") : text.index("## 11. What monitoring costs")]
     assert "n/a" not in models_section
+    # Section 11: each server with its metrics on and off, a ratio for each, the verdict written.
+    metrics_section = text[text.index("## 11. What monitoring costs") : text.index("## Reproduce")]
+    assert "n/a" not in metrics_section and "With its metrics on" in metrics_section
     # The run left nothing behind.
     left = subprocess.run(
         ["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=wsgi-stack-bench", "-q"],

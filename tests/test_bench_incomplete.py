@@ -141,6 +141,8 @@ SERVICES = (
     "uwsgi-gevent",
     "nginx-gunicorn-gevent",
     "nginx-uwsgi-gevent",
+    "gunicorn-nometrics",
+    "uwsgi-nometrics",
 )
 TIMING = {"status": 200, "first_byte_ms": 1.5, "total_ms": 3.0, "arrivals_ms": [1.5, 3.0], "error": ""}
 
@@ -375,6 +377,12 @@ PROBE_ERROR = "RuntimeError: python /srv/bench/probe.py {}... in loadgen exited 
             "| uwsgi | gevent | n/a: RuntimeError: sh -c out=$(mktemp -d)",
             id="models-streams-capacity",
         ),
+        pytest.param(
+            lambda stack, service, argv: argv[0] == "wrk" and argv[-1].startswith("http://uwsgi-nometrics:8001"),
+            "## 11. What monitoring costs",
+            f"| uwsgi | 1,000 (one run) | n/a: {WRK_ERROR} | n/a |",
+            id="metrics-off-wrk-run",
+        ),
     ],
 )
 def test_a_failed_measurement_is_marked_na_and_the_run_exits_incomplete(
@@ -394,6 +402,7 @@ def test_a_failed_measurement_is_marked_na_and_the_run_exits_incomplete(
         "## 8.",
         "## 9.",
         "## 10.",
+        "## 11.",
         "## Reproduce",
     ):
         assert title in text

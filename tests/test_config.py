@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import runpy
 import subprocess
@@ -179,15 +180,48 @@ def test_only_nginx_publishes_a_port():
     stack = {name: service for name, service in services.items() if not optional & set(service.get("profiles", []))}
     assert [name for name, service in stack.items() if "ports" in service] == ["nginx"]
     assert services["nginx"]["ports"] == ["${HTTP_PORT}:8080", "${HTTPS_PORT}:8443/tcp", "${HTTPS_PORT}:8443/udp"]
-    # The optional Locust UI and Prometheus listen on loopback only; nginx's exporter publishes nothing.
+    # The optional Locust UI and Prometheus listen on loopback only; the exporters publish nothing.
     assert services["locust-master"]["ports"] == ["127.0.0.1:${LOCUST_UI_PORT}:8089"]
     assert services["prometheus"]["ports"] == ["127.0.0.1:${PROMETHEUS_PORT:-9090}:9090"]
     assert "ports" not in services["nginx-exporter"]
+    assert "ports" not in services["cgroup-exporter"]
+
+
+def test_the_cgroup_exporter_reads_the_host_read_only_and_only_this_project():
+    exporter = compose()["services"]["cgroup-exporter"]
+    assert exporter["volumes"] == [
+        "/sys/fs/cgroup:/host/cgroup:ro",
+        "${DOCKER_ROOT_DIR:-/var/lib/docker}/containers:/host/containers:ro",
+    ]
+    assert exporter["environment"]["COMPOSE_PROJECT"] == "${COMPOSE_PROJECT_NAME}"
+    assert exporter["cap_drop"] == ["ALL"] and exporter["read_only"] is True
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "COMPOSE_PROJECT is not set"),
+        (
+            {"COMPOSE_PROJECT": "x", "DOCKER_CONTAINERS_DIR": "/nonexistent", "CGROUP_ROOT": "/sys/fs/cgroup"},
+            "/nonexistent is not a directory",
+        ),
+    ],
+)
+def test_the_cgroup_exporter_names_what_is_missing(env, message):
+    done = subprocess.run(
+        [sys.executable, ROOT / "cgroup-exporter" / "cgroup_exporter.py"],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert message in done.stderr
 
 
 def test_stop_grace_outlasts_the_graceful_timeout():
     for name, service in compose()["services"].items():
-        if name.startswith("locust") or name == "nginx-exporter":  # they hold no request and no data
+        if name.startswith("locust") or name.endswith("-exporter"):  # they hold no request and no data
             continue
         grace = int(service["stop_grace_period"].removesuffix("s"))
         assert grace > int(DOTENV["GRACEFUL_TIMEOUT"]), name

@@ -9,6 +9,7 @@ import time
 import pytest
 import requests
 from compose_stack import compose_stack
+from harness import burst
 
 pytestmark = pytest.mark.e2e
 
@@ -16,6 +17,13 @@ pytestmark = pytest.mark.e2e
 def series(panels: list[dict], title: str) -> dict[str, list[tuple[float, float]]]:
     (panel,) = [panel for panel in panels if panel["title"] == title]
     return {line["label"]: line["points"] for line in panel["lines"]}
+
+
+def instant(port: int, query: str) -> float:
+    """A query's value now (0 when it has no series)."""
+    answer = requests.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=10).json()
+    result = answer["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
 
 
 def test_monitoring_sees_every_layer_through_a_swap_and_nothing_of_it_is_public(images, tmp_path):
@@ -27,6 +35,15 @@ def test_monitoring_sees_every_layer_through_a_swap_and_nothing_of_it_is_public(
         # run.py swaps to uWSGI at 30% of the run and back at 65%, with `make swap`.
         done = stack.make("loadtest", "SCENARIO=swap", "USERS=8", "DURATION=24s", f"RESULTS_DIR={tmp_path}")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+        # The swap's steady rate seldom leaves a request waiting at a scrape's instant. Three times
+        # the shipped 2 x 4 slots of 1 s requests leave 16, then 8, waiting for 2 s: a scrape every
+        # 2 s must see them.
+        load = burst(lambda: stack.get("/slow?ms=1000", timeout=30).status_code, 3 * 8)
+        waiting = 0.0
+        for _ in range(10):
+            time.sleep(1)
+            waiting = max(waiting, instant(stack.prometheus_port, "sum(appserver_queued_requests)"))
+        assert [future.result() for future in load] == [200] * 3 * 8
         through_nginx = stack.get("/metrics")
         published = [json.loads(line) for line in stack.compose("ps", "--format", "json").stdout.splitlines()]
         # A target is down from its container's start until its exporter listens (a second or
@@ -48,9 +65,13 @@ def test_monitoring_sees_every_layer_through_a_swap_and_nothing_of_it_is_public(
     panels = json.loads((result / "server-side.json").read_text())["panels"]
     print(summary["server_side"])
 
-    # Every panel has data that moved: busy threads, waiting requests, answers, nginx, CPU.
+    # Every panel has data, and all but the waiting requests' moved during the run: busy threads,
+    # answers, nginx, CPU, memory. Waiting requests moved under the burst after it.
+    assert waiting > 0
     for panel in panels:
-        assert any(value > 0 for line in panel["lines"] for _, value in line["points"]), panel["title"]
+        assert panel["lines"], panel["title"]
+        if panel["title"] != "App server: requests waiting for a thread":
+            assert any(value > 0 for line in panel["lines"] for _, value in line["points"]), panel["title"]
     # One query, one chart: gunicorn answered before uWSGI took over, uWSGI in the middle, and
     # gunicorn again after the swap back.
     answers = series(panels, "App server: answers per second, by status")
@@ -60,12 +81,21 @@ def test_monitoring_sees_every_layer_through_a_swap_and_nothing_of_it_is_public(
     assert min(gunicorn) < min(uwsgi) and max(gunicorn) > max(uwsgi)
     busy = series(panels, "App server: requests in progress, and its slots")
     assert {"gunicorn busy", "uwsgi busy", "gunicorn slots", "uwsgi slots"} <= busy.keys()
-    cpu = series(panels, "CPU by container")
-    assert {label.split()[0] for label in cpu} == {"gunicorn", "uwsgi"}
+    # CPU and memory of every container of the stack, the app servers' one replica each included.
+    containers = {"gunicorn 1", "uwsgi 1", "nginx 1", "prometheus 1", "nginx-exporter 1", "cgroup-exporter 1"}
+    for title in ("CPU by container", "Memory by container"):
+        assert set(series(panels, title)) == containers, title
+    memory = series(panels, "Memory by container")
+    assert all(value > 1 for line in memory.values() for _, value in line), memory  # MiB
 
     # Every target Prometheus scraped answered; the app's metrics never through nginx, and the
     # only published ports are nginx's and Prometheus' own, on 127.0.0.1.
-    assert {target["labels"]["job"] for target in targets["data"]["activeTargets"]} == {"app", "nginx", "prometheus"}
+    assert {target["labels"]["job"] for target in targets["data"]["activeTargets"]} == {
+        "app",
+        "nginx",
+        "containers",
+        "prometheus",
+    }
     print(health)
     assert all(state == "up" for state, _ in health.values()), health
     assert through_nginx.status_code == 404

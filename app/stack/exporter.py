@@ -18,8 +18,8 @@ What is read here, and why here:
   port, from /proc/net/tcp (stack/listen_queue.py, which uwsgi/supervise.py drains too; uWSGI's
   stats server reports the same figure as listen_queue, gunicorn none). Under gevent and under
   uWSGI this is where requests wait.
-- container_cpu_usage_seconds_total and container_memory_usage_bytes: the container's own cgroup
-  (v1 or v2), cAdvisor's names, which Debian does not package.
+
+The containers' CPU and memory, this one's too, come from cgroup-exporter/, which sees them all.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ UWSGI_STATS_SOCKET = "uwsgi-stats.sock"  # in PROMETHEUS_MULTIPROC_DIR (uwsgi/me
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PROCESS_NAME = b"stack-exporter"
-CGROUP = Path("/sys/fs/cgroup")
 
 
 class StackCollector:
@@ -93,7 +92,6 @@ class StackCollector:
             "Requests the running workers can handle at once",
             value=workers * self.slots_per_worker,
         )
-        yield from _container_usage()
 
 
 def _dead_pids(directory: Path) -> set[int]:
@@ -131,22 +129,6 @@ def _uwsgi_stats(path: Path) -> dict[str, Any] | None:
         return json.loads(b"".join(chunks))
     except (OSError, ValueError):
         return None  # between two masters (a reload), or not up yet: no figures this time
-
-
-def _container_usage() -> Iterator[Metric]:
-    """CPU and memory of this container: its cgroup, as the container sees it (v2, else v1)."""
-    try:
-        if (CGROUP / "cpu.stat").exists():
-            usage = dict(line.split() for line in (CGROUP / "cpu.stat").read_text().splitlines())
-            cpu_seconds = int(usage["usage_usec"]) / 1e6
-            memory = int((CGROUP / "memory.current").read_text())
-        else:
-            cpu_seconds = int((CGROUP / "cpuacct" / "cpuacct.usage").read_text()) / 1e9
-            memory = int((CGROUP / "memory" / "memory.usage_in_bytes").read_text())
-    except (OSError, KeyError, ValueError):
-        return  # no cgroup files here: no figures rather than wrong ones
-    yield CounterMetricFamily("container_cpu_usage_seconds", "CPU time of the container", value=cpu_seconds)
-    yield GaugeMetricFamily("container_memory_usage_bytes", "Memory of the container", value=memory)
 
 
 def start(server: str) -> subprocess.Popen[bytes]:

@@ -25,7 +25,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +35,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "cgroup-exporter"))
 
-# Siblings in HERE and scripts/, both on sys.path now.
+# Siblings in HERE, scripts/ and cgroup-exporter/, all on sys.path now.
 import bench_databases  # noqa: E402
 import bench_https  # noqa: E402
 import bench_models  # noqa: E402
@@ -398,12 +399,31 @@ def ensure_certificate() -> None:
             sys.exit(f"bench.py: {path} ({name} in TLS_DIR) is missing; nginx cannot start without it")
 
 
+# In this order: the sweep restarts the app servers, so it goes last.
+SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "proxy-tax": bench_sections.proxy_tax,
+    "servers": bench_sections.servers,
+    "peers": bench_sections.peers,
+    "ceilings": bench_sections.ceilings,
+    "ttfb": bench_sections.ttfb,
+    "generator": bench_sections.generator_check,
+    "https": bench_https.https,
+    "databases": bench_databases.databases,
+    "models": bench_models.models,
+    "metrics": bench_sections.metrics_cost,
+    "sweep": bench_sections.sweep,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every section and write the report; 0 when everything was measured, INCOMPLETE otherwise."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
     parser.add_argument("--results-dir", type=Path, default=REPO / "results" / "bench")
     parser.add_argument("--no-build", action="store_true", help="use the images as they are")
+    parser.add_argument(
+        "--only", action="append", choices=list(SECTIONS), help="run this section alone (repeat for more)"
+    )
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
     if not (REPO / ".secrets" / "django_secret_key").is_file():
@@ -414,20 +434,9 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(profile, args.results_dir)
         if not all(bench.containers.counters.values()):
             print("warning: no cgroup CPU counters readable here; CPU columns will be empty", file=sys.stderr)
-        # In this order: the sweep restarts the app servers, so it goes last.
-        sections = {
-            "proxy-tax": bench_sections.proxy_tax,
-            "servers": bench_sections.servers,
-            "peers": bench_sections.peers,
-            "ceilings": bench_sections.ceilings,
-            "ttfb": bench_sections.ttfb,
-            "generator": bench_sections.generator_check,
-            "https": bench_https.https,
-            "databases": bench_databases.databases,
-            "models": bench_models.models,
-            "sweep": bench_sections.sweep,
-        }
-        for name, section in sections.items():
+        for name, section in SECTIONS.items():
+            if args.only and name not in args.only:
+                continue
             section_started = time.monotonic()
             with bench.step(name, what="section"):
                 section(bench)

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cgroup_exporter import cgroup_dirs
+from cgroup_exporter import cpu_ns as cgroup_cpu_ns
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 COMPOSE = ["docker", "compose", "--project-directory", str(REPO), "-f", str(HERE / "compose.yml")]
@@ -94,7 +97,9 @@ class Containers:
             capture_output=True,
         ).stdout.split()
         self.ids = dict(zip(short, full, strict=True))
-        self.counters = {service: cgroup_cpu_file(cid) for service, cid in self.ids.items()}
+        # Each container's CPU cgroup directory on this host, found as the stack's cgroup exporter
+        # finds it (cgroup-exporter/cgroup_exporter.py).
+        self.counters = {service: cpu_dir(cid) for service, cid in self.ids.items()}
         # A recreated container starts unpaused; one left paused by an earlier run stays so.
         self.paused = self.read_paused()
 
@@ -103,7 +108,7 @@ class Containers:
         return self.ids[service][:12]
 
     def cpu_ns(self) -> dict[str, int]:
-        return {s: read_cpu_ns(path) for s, path in self.counters.items() if path is not None}
+        return {s: cgroup_cpu_ns(path) for s, path in self.counters.items() if path is not None}
 
     def exec(self, service: str, *argv: str, timeout: float) -> str:
         return self.exec_full(service, *argv, timeout=timeout).stdout
@@ -119,27 +124,9 @@ class Containers:
         return result
 
 
-def cgroup_cpu_file(container_id: str) -> Path | None:
-    """The host's CPU counter file for a container: cgroup v1 or v2, cgroupfs or systemd driver."""
-    root = Path("/sys/fs/cgroup")
-    for candidate in (
-        root / "cpuacct" / "docker" / container_id / "cpuacct.usage",
-        root / "cpu,cpuacct" / "docker" / container_id / "cpuacct.usage",
-        root / "cpuacct" / "system.slice" / f"docker-{container_id}.scope" / "cpuacct.usage",
-        root / "docker" / container_id / "cpu.stat",
-        root / "system.slice" / f"docker-{container_id}.scope" / "cpu.stat",
-    ):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def read_cpu_ns(path: Path) -> int:
-    text = path.read_text()
-    if path.name == "cpu.stat":
-        fields = dict(line.split() for line in text.splitlines())
-        return int(fields["usage_usec"]) * 1000
-    return int(text)
+def cpu_dir(container_id: str) -> Path | None:
+    dirs = cgroup_dirs(Path("/sys/fs/cgroup"), container_id)
+    return dirs[0] if dirs else None
 
 
 def parse_proc_stat(text: str) -> dict[str, int]:

@@ -19,6 +19,7 @@ from bench_targets import (
     HELLO_DIRECT,
     HELLO_VIA_NGINX,
     HOST,
+    METRICS_DIRECT,
     NAIVE_DIRECT,
     NAIVE_VIA_NGINX,
     NGINX_ONLY_HOST,
@@ -44,6 +45,16 @@ def proxy_tax(bench: Bench) -> None:
         for name, targets in paths.items():
             for how, base in reversed(targets) if reverse else targets:
                 bench.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
+
+
+def metrics_cost(bench: Bench) -> None:
+    print("11. What the app's metrics cost: /plaintext straight, metrics on against off", flush=True)
+    for round_no, reverse in bench.rounds():
+        for server in SERVERS:
+            for state in ("off", "on") if reverse else ("on", "off"):
+                bench.wrk(
+                    "metrics", f"{server} metrics {state}", METRICS_DIRECT[(server, state)] + "/plaintext", round_no
+                )
 
 
 def servers(bench: Bench) -> None:

@@ -68,6 +68,13 @@ VIA_NGINX_MODEL = {
 }
 MODEL_ENDPOINTS = ("plaintext", "queries?n=20")
 BACKENDS |= {"nginx-gunicorn-gevent": ("gunicorn-gevent",), "nginx-uwsgi-gevent": ("uwsgi-gevent",)}
+# Section 11: each server straight with the app's metrics on (shipped, the containers above) and off.
+METRICS_DIRECT = {
+    ("gunicorn", "on"): DIRECT["gunicorn"],
+    ("gunicorn", "off"): "http://gunicorn-nometrics:8000",
+    ("uwsgi", "on"): DIRECT["uwsgi"],
+    ("uwsgi", "off"): "http://uwsgi-nometrics:8001",
+}
 PEER_BACKENDS = {8081: "peer-gunicorn-defaults", 8082: "peer-gunicorn-template", 8083: "peer-uwsgi-defaults"}
 # The naive peer's own proxy tax: gunicorn's defaults straight, and behind its bare proxy_pass.
 NAIVE_DIRECT, NAIVE_VIA_NGINX = "http://peer-gunicorn-defaults:8000", PEERS["peer: gunicorn defaults"]

@@ -110,6 +110,17 @@ def paired_ratios(base_runs: list[dict], other_runs: list[dict]) -> dict | None:
     return {"ratios": ratios, "uneven_rounds": uneven_rounds, "ratio": med(even or ratios)}
 
 
+def variant_figures(runs: list[dict], section: str, base: str, other: str, label: str) -> dict[str, dict]:
+    """Per server: the runs of two variants of one setting, and other/base per round (paired_ratios).
+    label is a run's label with {server} and {variant} in it."""
+    grouped = by_label(runs, section)
+    result = {}
+    for server in SERVERS:
+        cells = {v: grouped.get(label.format(server=server, variant=v), []) for v in (base, other)}
+        result[server] = {"runs": cells, "ratio": paired_ratios(cells[base], cells[other])}
+    return result
+
+
 def lopsided_runs(runs: list[dict], section: str, label_prefix: str = "") -> list[dict]:
     """A section's lopsided runs, those whose label starts with label_prefix."""
     return [r for r in runs if r["section"] == section and r["label"].startswith(label_prefix) and uneven(r)]

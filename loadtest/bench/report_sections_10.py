@@ -3,7 +3,7 @@ what each worker model costs ordinary requests, and how many open event streams 
 As the other report_sections_*: the Results in, paragraphs out.
 """
 
-from report_analysis import SERVERS, by_label, failures, med, missing_reason, paired_ratios
+from report_analysis import SERVERS, failures, med, missing_reason, variant_figures
 from report_markdown import Results, generator_note, heading, missing_note, na, para, rps_cell, table
 from report_sections_9 import ratio_cell
 
@@ -16,13 +16,8 @@ GOAL_STREAMS = 2000
 
 
 def model_figures(runs: list[dict], endpoint: str) -> dict[str, dict]:
-    """Per server, for one endpoint: each model's runs, and gevent/threads per round (paired_ratios)."""
-    grouped = by_label(runs, SECTION)
-    result = {}
-    for server in SERVERS:
-        cells = {model: grouped.get(f"{server} {model} {endpoint}", []) for model in MODELS}
-        result[server] = {"runs": cells, "ratio": paired_ratios(cells["threads"], cells["gevent"])}
-    return result
+    """Per server, for one endpoint: each model's runs, and gevent/threads per round."""
+    return variant_figures(runs, SECTION, "threads", "gevent", "{server} {variant} " + endpoint)
 
 
 def streams_reason(missing: list[dict], server: str, model: str) -> str:
