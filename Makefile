@@ -28,6 +28,8 @@ endif
 SCENARIOS := throughput streaming swap streams
 BENCH_PROFILES := full tiny
 BENCH_PROFILE ?= full
+# Sections to run alone, by name (loadtest/bench/bench.py --help lists them); empty: every one.
+BENCH_ONLY ?=
 SCENARIO ?= throughput
 # Where loadtest and compare send: nginx's front door, HTTPS; http only with HTTPS_REDIRECT=0.
 SCHEMES := https http
@@ -73,6 +75,7 @@ help: ## List the targets and the variables they read
 	@echo "  SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) ROUNDS=$(ROUNDS)   for loadtest, compare, loadtest-ui ($(SCENARIOS))"
 	@echo "  SCHEME=$(SCHEME)   for loadtest, compare ($(SCHEMES)): nginx's HTTPS or plain HTTP port"
 	@echo "  BENCH_PROFILE=$(BENCH_PROFILE)   for bench ($(BENCH_PROFILES)): tiny is the two-minute smoke run"
+	@echo "  BENCH_ONLY=$(BENCH_ONLY)   for bench: these sections alone (for example metrics); empty: all"
 
 # The directory is private to its owner; the file is readable so the container's
 # non-root user can read the bind-mounted secret.
@@ -176,9 +179,10 @@ loadtest-ui: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Locust master + LOCUST_WO
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
 	docker compose --profile loadtest rm --stop --force locust-master locust-worker
 
-bench: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS, databases, worker models (~26 min)
+bench: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS, databases, worker models, metrics' cost (~27 min)
 	$(call one_of,BENCH_PROFILE,$(BENCH_PROFILE),$(BENCH_PROFILES))
-	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench
+	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench \
+	  $(foreach section,$(BENCH_ONLY),--only $(section))
 
 bench-images: $(VENV)/.installed ## Print image sizes, cold build, rebuild-after-a-view-change and up-to-healthy times
 	$(PYTHON) scripts/bench_images.py
