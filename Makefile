@@ -59,7 +59,8 @@ BASE_IMAGE_CA_DIR ?=
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
 .PHONY: help up down clean logs ps swap test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
-	bench bench-images base-image tls tls-reload db-backup db-restore scale
+	bench bench-images base-image tls tls-reload db-backup db-restore scale \
+	push swarm-deploy swarm-rm swarm-lab swarm-lab-down
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -76,6 +77,7 @@ help: ## List the targets and the variables they read
 	@echo "  SCHEME=$(SCHEME)   for loadtest, compare ($(SCHEMES)): nginx's HTTPS or plain HTTP port"
 	@echo "  BENCH_PROFILE=$(BENCH_PROFILE)   for bench ($(BENCH_PROFILES)): tiny is the two-minute smoke run"
 	@echo "  BENCH_ONLY=$(BENCH_ONLY)   for bench: these sections alone (for example metrics); empty: all"
+	@echo "  REGISTRY, IMAGE_TAG, SWARM_REPLICAS   for push and swarm-deploy: where images go, their tag, app replicas"
 
 # The directory is private to its owner; the file is readable so the container's
 # non-root user can read the bind-mounted secret.
@@ -137,7 +139,7 @@ lint: $(VENV)/.installed ## ruff over all Python, hadolint over every Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint --config .hadolint.yaml nginx/Dockerfile gunicorn/Dockerfile uwsgi/Dockerfile postgres/Dockerfile loadtest/Dockerfile \
-	  prometheus/Dockerfile nginx-exporter/Dockerfile cgroup-exporter/Dockerfile
+	  prometheus/Dockerfile nginx-exporter/Dockerfile cgroup-exporter/Dockerfile registry/Dockerfile swarm-node/Dockerfile
 	$(VENV)/bin/shellcheck $$(git ls-files '*.sh' .ci/run)
 
 format: $(VENV)/.installed ## Apply ruff's formatting and safe fixes
@@ -201,6 +203,24 @@ db-restore: ## DATABASE=postgres: replace the running database's contents with B
 	docker compose exec -T postgres pg_restore --host=/tmp --username=app --dbname=app --clean --if-exists \
 	  --single-transaction --exit-on-error <$(BACKUP)
 	@echo "Restored the database from $(BACKUP)."
+
+# --- Docker swarm: docker-swarm.yml over docker-compose.yml (docs/swarm.md) ------------------
+push: ## Build the images and push them to REGISTRY (the swarm lab's by default) as IMAGE_TAG
+	docker compose --profile gunicorn --profile uwsgi --profile postgres build
+	python3 scripts/swarm.py push
+
+swarm-deploy: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Deploy or update the stack on the swarm the docker CLI points at (DOCKER_HOST), APP_SERVER's server
+	$(call one_of,APP_SERVER,$(APP_SERVER),$(SERVERS))
+	python3 scripts/swarm.py deploy
+
+swarm-rm: ## Remove the stack from the swarm (its volumes stay)
+	python3 scripts/swarm.py rm
+
+swarm-lab: ## A real three-node swarm on this machine: Docker engines in containers, and a registry
+	python3 scripts/swarm.py lab-up
+
+swarm-lab-down: ## Remove the swarm lab, its nodes' volumes too
+	python3 scripts/swarm.py lab-down
 
 base-image: ## Build debian:trixie-slim locally with debootstrap (no registry needed; root)
 	scripts/make-base-image.sh $(BASE_IMAGE_CA_DIR)

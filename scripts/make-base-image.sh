@@ -63,5 +63,8 @@ if [ -n "$CA_DIR" ]; then
     changes+=(--change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt")
 fi
 
+# mktemp -d made the root 0700; the image's / must be 0755, or non-root processes cannot reach
+# anything under a storage driver that shows it as it is (vfs, in the swarm lab's nodes).
+chmod 755 "$root"
 tar -C "$root" -c . | docker import "${changes[@]}" - "$TAG"
 echo "make-base-image: built $TAG"

@@ -1,0 +1,200 @@
+"""The stack on Docker swarm: `make push`, `make swarm-deploy`, `make swarm-rm`, and the swarm lab.
+
+    swarm.py push            tag the stack's images for $REGISTRY and push them there
+    swarm.py deploy          deploy (or update) the stack on the swarm the docker CLI points at
+    swarm.py rm              remove the stack (volumes stay, as `docker stack rm` leaves them)
+    swarm.py lab-up          three Docker engines in containers joined as a swarm (swarm-node/lab.yml)
+    swarm.py lab-down        remove the lab, its volumes too
+
+deploy merges docker-compose.yml with docker-swarm.yml through `docker compose config` (profiles,
+.env and overrides resolved as compose resolves them) and drops what `docker stack deploy` does not
+read: compose's own keys, which docker-swarm.yml replaces with `deploy:`. The docker CLI's target
+(DOCKER_HOST or its context) must be a swarm manager; the lab's is tcp://127.0.0.1:$SWARM_API_PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = "wsgi-stack"
+IMAGES = ("gunicorn", "uwsgi", "nginx", "postgres")
+LAB = ["docker", "compose", "-f", str(ROOT / "swarm-node" / "lab.yml")]
+LAB_NODES = ("node1", "node2", "node3")
+# Compose keys `docker stack deploy` rejects or ignores; docker-swarm.yml says what replaces each.
+COMPOSE_ONLY = ("build", "profiles", "depends_on", "restart", "tmpfs", "security_opt", "pull_policy")
+
+
+class SwarmError(RuntimeError):
+    pass
+
+
+def run(argv: list[str], timeout: float = 600, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, input=stdin)
+    if done.returncode != 0:
+        raise SwarmError(f"{' '.join(argv[:4])}... exited {done.returncode}:\n{done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def setting(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def registry() -> str:
+    """Where images go and come from: the lab's registry on loopback unless REGISTRY says otherwise."""
+    return setting("REGISTRY", f"127.0.0.1:{setting('REGISTRY_PORT', '5000')}")
+
+
+def push() -> None:
+    """The app servers' images as IMAGE_TAG (the release), nginx's and PostgreSQL's as latest."""
+    tag = setting("IMAGE_TAG", "latest")
+    for image in IMAGES:
+        target = f"{registry()}/wsgi-stack/{image}:{tag if image in ('gunicorn', 'uwsgi') else 'latest'}"
+        run(["docker", "tag", f"wsgi-stack/{image}:latest", target])
+        print(f"push: {target}", flush=True)
+        run(["docker", "push", target], timeout=1200)
+
+
+def stack_file() -> dict:
+    """docker-compose.yml with docker-swarm.yml over it, as `docker stack deploy` reads it."""
+    server = setting("APP_SERVER", "gunicorn")
+    env = {**os.environ, "COMPOSE_PROFILES": f"{server},postgres", "REGISTRY": registry()}
+    argv = ["docker", "compose", "-f", "docker-compose.yml", "-f", "docker-swarm.yml", "config", "--format", "json"]
+    merged = json.loads(run(argv, env=env))
+    return for_stack_deploy(merged)
+
+
+def for_stack_deploy(merged: dict) -> dict:
+    """Compose's resolved project as a version 3 stack file: compose-only keys and empty values
+    dropped, and the few values whose type version 3 states otherwise converted."""
+    stack: dict = {"version": "3.9"}
+    for section in ("services", "networks", "volumes", "secrets"):
+        stack[section] = {}
+        for name, body in (merged.get(section) or {}).items():
+            body = {key: value for key, value in (body or {}).items() if value is not None}
+            if section == "services":
+                for key in COMPOSE_ONLY:
+                    body.pop(key, None)
+                for port in body.get("ports", []):
+                    port["published"] = int(port["published"])
+                for secret in body.get("secrets", []):
+                    if "mode" in secret:
+                        secret["mode"] = int(secret["mode"], 8)
+                limits = body.get("deploy", {}).get("resources", {}).get("limits", {})
+                if "cpus" in limits:
+                    limits["cpus"] = str(limits["cpus"])
+            else:
+                body.pop("name", None)  # compose's names carry its project; the stack prefixes its own
+            stack[section][name] = body
+    return stack
+
+
+def deploy() -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=ROOT, prefix=".swarm-stack-") as file:
+        json.dump(stack_file(), file, indent=1)
+        file.flush()
+        print(run(["docker", "stack", "deploy", "--prune", "-c", file.name, STACK], timeout=300), flush=True)
+    wait_converged(float(setting("SWARM_TIMEOUT", "300")))
+
+
+def wait_converged(timeout: float) -> None:
+    """Until every service runs its replicas and no update is still rolling (bounded); an update
+    that rolled back is an error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = run(["docker", "service", "ls", "--quiet", "--filter", f"label=com.docker.stack.namespace={STACK}"])
+        services = json.loads(run(["docker", "service", "inspect", *names.split()])) if names.strip() else []
+        pending = []
+        for service in services:
+            name, state = service["Spec"]["Name"], (service.get("UpdateStatus") or {}).get("State", "")
+            if state.startswith("rollback") or state == "paused":
+                message = (service.get("UpdateStatus") or {}).get("Message", "")
+                raise SwarmError(f"{name}'s update did not complete ({state}): {message}")
+            if state not in ("", "completed"):
+                pending.append(f"{name}: updating")
+        listed = run(["docker", "service", "ls", "--filter", f"label=com.docker.stack.namespace={STACK}",
+                      "--format", "{{.Name}} {{.Replicas}}"]).split("\n")  # fmt: skip
+        pending += [line for line in listed if line and not replicas_done(line.split()[1])]
+        if not pending:
+            print("deploy: every service runs its replicas", flush=True)
+            return
+        if time.monotonic() > deadline:
+            raise SwarmError(f"not every service converged within {timeout:.0f}s: {pending}")
+        time.sleep(2)
+
+
+def replicas_done(replicas: str) -> bool:
+    """`docker service ls`'s REPLICAS column: "4/4" (or "4/4 (max 2 per node)") is done."""
+    running, _, wanted = replicas.partition("/")
+    return running == wanted.split()[0]
+
+
+def remove() -> None:
+    print(run(["docker", "stack", "rm", STACK]), flush=True)
+
+
+def lab_up() -> None:
+    run([*LAB, "up", "--detach", "--build", "--wait"], timeout=1800)
+    engines = {node: ["docker", "compose", "-f", str(ROOT / "swarm-node" / "lab.yml"), "exec", "-T", node, "docker"]
+               for node in LAB_NODES}  # fmt: skip
+    for node, docker in engines.items():
+        wait_for_engine(node, docker)
+    manager, workers = LAB_NODES[0], LAB_NODES[1:]
+    if not in_swarm(engines[manager]):
+        address = run([*LAB, "exec", "-T", manager, "hostname", "-i"]).split()[0]
+        run([*engines[manager], "swarm", "init", "--advertise-addr", address, "--task-history-limit", "1"])
+    token = run([*engines[manager], "swarm", "join-token", "--quiet", "worker"]).strip()
+    for worker in workers:
+        if not in_swarm(engines[worker]):
+            run([*engines[worker], "swarm", "join", "--token", token, f"{manager}:2377"])
+    print(run([*engines[manager], "node", "ls"]), flush=True)
+    port = setting("SWARM_API_PORT", "2375")
+    print(f"swarm lab: up. Its manager: DOCKER_HOST=tcp://127.0.0.1:{port}", flush=True)
+
+
+def in_swarm(docker: list[str]) -> bool:
+    """Whether this engine is an active member; one stuck in another state (its node recreated
+    under it) leaves, to join again."""
+    state = run([*docker, "info", "--format", "{{.Swarm.LocalNodeState}}"]).strip()
+    if state not in ("active", "inactive"):
+        run([*docker, "swarm", "leave", "--force"])
+    return state == "active"
+
+
+def wait_for_engine(node: str, docker: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while subprocess.run([*docker, "info"], cwd=ROOT, capture_output=True, timeout=30).returncode != 0:
+        if time.monotonic() > deadline:
+            logs = run([*LAB, "logs", "--tail", "30", node])
+            raise SwarmError(f"{node}'s Docker engine did not answer within {timeout:.0f}s:\n{logs}")
+        time.sleep(1)
+
+
+def lab_down() -> None:
+    run([*LAB, "down", "--volumes", "--remove-orphans"], timeout=300)
+
+
+COMMANDS = {"push": push, "deploy": deploy, "rm": remove, "lab-up": lab_up, "lab-down": lab_down}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=list(COMMANDS))
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command]()
+    except (SwarmError, subprocess.TimeoutExpired) as error:
+        print(f"swarm {args.command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,160 @@
+"""The stack on a real multi-node swarm: the swarm lab (three Docker engines in containers, a
+manager and two workers, pulling from the lab's registry), `make push` and `make swarm-deploy`.
+docs/swarm.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from compose_stack import LOCAL_CA
+from harness import HOST, ROOT, free_port
+
+pytestmark = pytest.mark.e2e
+
+REPLICAS = 4
+
+
+class Lab:
+    def __init__(self) -> None:
+        self.ports = {name: str(free_port()) for name in ("SWARM_API_PORT", "SWARM_HTTP_PORT", "SWARM_HTTPS_PORT")}
+        self.ports["REGISTRY_PORT"] = str(free_port())
+
+    def env(self, **extra: str) -> dict[str, str]:
+        # A lab of its own, apart from one a person may be running (swarm-node/lab.yml names it).
+        project = {"COMPOSE_PROJECT_NAME": "wsgi-swarm-lab-test"}
+        return {**os.environ, **self.ports, **project, "SWARM_REPLICAS": str(REPLICAS), **extra}
+
+    def manager(self, **extra: str) -> dict[str, str]:
+        """The environment of a docker CLI aimed at the lab's manager."""
+        return self.env(DOCKER_HOST=f"tcp://127.0.0.1:{self.ports['SWARM_API_PORT']}", **extra)
+
+    def make(self, *args: str, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "--no-print-directory", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def docker(self, *args: str) -> str:
+        done = subprocess.run(
+            ["docker", *args], env=self.manager(), capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(
+            f"https://127.0.0.1:{self.ports['SWARM_HTTPS_PORT']}{path}",
+            headers={"Host": HOST},
+            timeout=10,
+            verify=LOCAL_CA,  # `make swarm-deploy` gave nginx the local CA's certificate, as `make up` does
+        )
+
+    def under_load(self, tmp_path: Path, seconds: int, action: Callable[[], None]) -> dict:
+        """loadtest/run.py's steady-rate scenario (8 users, 40 req/s each) through the lab's nginx for
+        `seconds`, with `action` done meanwhile, from a quarter of the way in; the run's summary."""
+        argv = [sys.executable, str(ROOT / "loadtest" / "run.py"), "swap", "--swap-command", ""]
+        argv += ["--host", f"https://localhost:{self.ports['SWARM_HTTPS_PORT']}", "--users", "8"]
+        argv += ["--duration", f"{seconds}s", "--results-dir", str(tmp_path)]
+        load = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            time.sleep(seconds / 4)
+            started = time.monotonic()
+            action()
+            took = time.monotonic() - started
+            output, _ = load.communicate(timeout=seconds + 120)
+        finally:
+            load.kill()
+        print(f"the action took {took:.1f} s of the load's {seconds} s")
+        print(output[output.find("swap against") : output.find("  swap ")])
+        # All of it happened under the load, which went on after it.
+        assert took < seconds * 3 / 4 - 5, took
+        (result,) = tmp_path.glob("*-swap")
+        return json.loads((result / "summary.json").read_text())
+
+    def make_ok(self, *args: str, env: dict[str, str]) -> None:
+        done = self.make(*args, env=env)
+        assert done.returncode == 0, f"make {args}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def lab(images) -> Iterator[Lab]:
+    lab = Lab()
+    try:
+        for target, env in (("swarm-lab", lab.env()), ("push", lab.env()), ("swarm-deploy", lab.manager())):
+            lab.make_ok(target, env=env)
+        yield lab
+    finally:
+        lab.make("swarm-lab-down", env=lab.env(), timeout=600)
+        # The tags this lab's registry port gave the images, and the drill's release.
+        registry = f"127.0.0.1:{lab.ports['REGISTRY_PORT']}/"
+        listed = subprocess.run(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True, check=True
+        )
+        tags = [tag for tag in listed.stdout.split() if tag.startswith(registry) or tag == "wsgi-stack/gunicorn:v2"]
+        if tags:
+            subprocess.run(["docker", "image", "rm", *tags], capture_output=True, check=False)
+
+
+def test_app_replicas_run_on_two_nodes_and_nginx_reaches_each_of_them(lab):
+    running = lab.docker(
+        "service", "ps", "wsgi-stack_gunicorn", "--filter", "desired-state=running", "--format", "{{json .}}"
+    )
+    tasks = [json.loads(line) for line in running.splitlines()]
+    assert len(tasks) == REPLICAS and all(task["CurrentState"].startswith("Running") for task in tasks), tasks
+    assert len({task["Node"] for task in tasks}) >= 2, tasks
+    assert "node1" not in {task["Node"] for task in tasks}  # the manager keeps nginx and PostgreSQL
+    # nginx spreads requests over every replica's address, across hosts: each one answers.
+    seen = set()
+    deadline = time.monotonic() + 30
+    while len(seen) < REPLICAS and time.monotonic() < deadline:
+        answer = lab.get("/db")
+        assert answer.status_code == 200, answer.text
+        seen.add(answer.headers["X-App-Instance"])
+    assert len(seen) == REPLICAS, seen
+
+
+def served_by_every_replica_without_a_failure(summary: dict) -> None:
+    assert summary["failures"] == 0, summary["failure_reasons"]
+    assert summary["requests"] > 1000
+    assert all(phase["non_2xx"] == 0 for phase in summary["phases"].values()), summary["phases"]
+
+
+def test_a_rolling_update_to_a_new_image_under_load_fails_no_request(lab, tmp_path):
+    # A new release: the same app with one more label, so its image differs, pushed as v2.
+    registry = f"127.0.0.1:{lab.ports['REGISTRY_PORT']}"
+    built = subprocess.run(
+        ["docker", "build", "--label", "stack.release=v2", "-t", "wsgi-stack/gunicorn:v2", "-"],
+        input="FROM wsgi-stack/gunicorn:latest\n", capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    subprocess.run(["docker", "tag", "wsgi-stack/gunicorn:v2", f"{registry}/wsgi-stack/gunicorn:v2"], check=True)
+    subprocess.run(["docker", "push", f"{registry}/wsgi-stack/gunicorn:v2"], capture_output=True, check=True)
+
+    summary = lab.under_load(tmp_path, 60, lambda: lab.make_ok("swarm-deploy", env=lab.manager(IMAGE_TAG="v2")))
+    served_by_every_replica_without_a_failure(summary)
+    images = lab.docker(
+        "service", "inspect", "wsgi-stack_gunicorn", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
+    )
+    assert f"{registry}/wsgi-stack/gunicorn:v2@" in images
+    # The rest of the stack was not restarted by the app's release.
+    assert "wsgi-stack/nginx:latest" in lab.docker(
+        "service", "inspect", "wsgi-stack_nginx", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
+    )
+
+
+def test_scaling_the_app_from_2_to_6_replicas_and_back_under_load_fails_no_request(lab, tmp_path):
+    lab.make_ok("swarm-deploy", env=lab.manager(SWARM_REPLICAS="2"))
+
+    def scale() -> None:
+        lab.make_ok("swarm-deploy", env=lab.manager(SWARM_REPLICAS="6"))
+        lab.make_ok("swarm-deploy", env=lab.manager(SWARM_REPLICAS="2"))
+
+    summary = lab.under_load(tmp_path, 60, scale)
+    served_by_every_replica_without_a_failure(summary)
