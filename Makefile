@@ -58,7 +58,7 @@ BASE_IMAGE_CA_DIR ?=
 # $(call one_of,NAME,value,allowed values): stop with the allowed values listed.
 one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) must be one of: $(3) (got '$(2)')))
 
-.PHONY: help up down clean logs ps swap test test-fast lint format lock loadtest compare loadtest-ui loadtest-ui-down \
+.PHONY: help up down clean logs ps swap test test-fast test-swarm lint format lock loadtest compare loadtest-ui loadtest-ui-down \
 	bench bench-images base-image tls tls-reload db-backup db-restore scale \
 	push swarm-deploy swarm-rm swarm-lab swarm-lab-down
 
@@ -128,9 +128,12 @@ $(VENV)/.installed: app/requirements.txt gunicorn/requirements.txt uwsgi/require
 	  -r app/requirements.txt -r gunicorn/requirements.txt -r uwsgi/requirements.txt -r tests/requirements.txt
 	touch $@
 
-test: $(VENV)/.installed ## Lint, then every test, e2e on real containers included (needs Docker)
+test: $(VENV)/.installed ## Lint, then every test, e2e on real containers included (needs Docker); test-swarm apart
 	$(MAKE) --no-print-directory lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not swarm"
+
+test-swarm: $(VENV)/.installed ## The swarm lab's suite: three Docker engines in containers, drills under load (~6 min)
+	$(VENV)/bin/pytest -m swarm
 
 test-fast: $(VENV)/.installed ## Every test but the container ones: unit, config, nginx + both servers on loopback
 	$(VENV)/bin/pytest -m "not e2e"

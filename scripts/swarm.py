@@ -154,6 +154,13 @@ def lab_up() -> None:
     for worker in workers:
         if not in_swarm(engines[worker]):
             run([*engines[worker], "swarm", "join", "--token", token, f"{manager}:2377"])
+    # The scheduler spreads tasks only over nodes that are Ready; a worker that has just joined
+    # may not be yet, and a deploy then would put every replica on the other.
+    deadline = time.monotonic() + 60
+    while run([*engines[manager], "node", "ls", "--format", "{{.Status}}"]).split() != ["Ready"] * len(LAB_NODES):
+        if time.monotonic() > deadline:
+            raise SwarmError(f"not every node was Ready within 60s:\n{run([*engines[manager], 'node', 'ls'])}")
+        time.sleep(1)
     print(run([*engines[manager], "node", "ls"]), flush=True)
     port = setting("SWARM_API_PORT", "2375")
     print(f"swarm lab: up. Its manager: DOCKER_HOST=tcp://127.0.0.1:{port}", flush=True)

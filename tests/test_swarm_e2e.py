@@ -17,7 +17,7 @@ import requests
 from compose_stack import LOCAL_CA
 from harness import HOST, ROOT, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.swarm]
 
 REPLICAS = 4
 # Seconds of load before a drill's action starts.
@@ -110,7 +110,11 @@ def test_app_replicas_run_on_two_nodes_and_nginx_reaches_each_of_them(lab):
     )
     tasks = [json.loads(line) for line in running.splitlines()]
     assert len(tasks) == REPLICAS and all(task["CurrentState"].startswith("Running") for task in tasks), tasks
-    assert len({task["Node"] for task in tasks}) >= 2, tasks
+    # Every task the service had, failed ones with their error, should the spread not hold.
+    history = lab.docker(
+        "service", "ps", "wsgi-stack_gunicorn", "--no-trunc", "--format", "{{.Node}} {{.CurrentState}} {{.Error}}"
+    )
+    assert len({task["Node"] for task in tasks}) >= 2, history
     assert "node1" not in {task["Node"] for task in tasks}  # the manager keeps nginx and PostgreSQL
     # nginx spreads requests over every replica's address, across hosts: each one answers.
     seen = set()
