@@ -36,8 +36,8 @@ class SwarmError(RuntimeError):
     pass
 
 
-def run(argv: list[str], timeout: float = 600, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env, input=stdin)
+def run(argv: list[str], timeout: float = 600, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
         raise SwarmError(f"{' '.join(argv[:4])}... exited {done.returncode}:\n{done.stderr.strip()[-2000:]}")
     return done.stdout
@@ -142,8 +142,7 @@ def remove() -> None:
 
 def lab_up() -> None:
     run([*LAB, "up", "--detach", "--build", "--wait"], timeout=1800)
-    engines = {node: ["docker", "compose", "-f", str(ROOT / "swarm-node" / "lab.yml"), "exec", "-T", node, "docker"]
-               for node in LAB_NODES}  # fmt: skip
+    engines = {node: [*LAB, "exec", "-T", node, "docker"] for node in LAB_NODES}
     for node, docker in engines.items():
         wait_for_engine(node, docker)
     manager, workers = LAB_NODES[0], LAB_NODES[1:]

@@ -105,17 +105,14 @@ def lab(images) -> Iterator[Lab]:
 
 
 def test_app_replicas_run_on_two_nodes_and_nginx_reaches_each_of_them(lab):
-    running = lab.docker(
-        "service", "ps", "wsgi-stack_gunicorn", "--filter", "desired-state=running", "--format", "{{json .}}"
-    )
-    tasks = [json.loads(line) for line in running.splitlines()]
-    assert len(tasks) == REPLICAS and all(task["CurrentState"].startswith("Running") for task in tasks), tasks
+    nodes = app_nodes(lab)
+    assert len(nodes) == REPLICAS, nodes
     # Every task the service had, failed ones with their error, should the spread not hold.
     history = lab.docker(
         "service", "ps", "wsgi-stack_gunicorn", "--no-trunc", "--format", "{{.Node}} {{.CurrentState}} {{.Error}}"
     )
-    assert len({task["Node"] for task in tasks}) >= 2, history
-    assert "node1" not in {task["Node"] for task in tasks}  # the manager keeps nginx and PostgreSQL
+    assert len(set(nodes)) >= 2, history
+    assert "node1" not in nodes  # the manager keeps nginx and PostgreSQL
     # nginx spreads requests over every replica's address, across hosts: each one answers.
     seen = set()
     deadline = time.monotonic() + 30
