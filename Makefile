@@ -60,7 +60,7 @@ one_of = $(if $(filter-out $(3),$(2))$(word 2,$(2))$(if $(2),,x),$(error $(1) mu
 
 .PHONY: help up down clean logs ps swap test test-fast test-swarm lint format lock loadtest compare loadtest-ui loadtest-ui-down \
 	bench bench-images base-image tls tls-reload db-backup db-restore scale \
-	push swarm-deploy swarm-rm swarm-lab swarm-lab-down
+	push swarm-deploy swarm-loadtest swarm-rm swarm-lab swarm-lab-down
 
 help: ## List the targets and the variables they read
 	@echo "Targets:"
@@ -128,11 +128,11 @@ $(VENV)/.installed: app/requirements.txt gunicorn/requirements.txt uwsgi/require
 	  -r app/requirements.txt -r gunicorn/requirements.txt -r uwsgi/requirements.txt -r tests/requirements.txt
 	touch $@
 
-test: $(VENV)/.installed ## Lint, then every test, e2e on real containers included (needs Docker); test-swarm apart
+test: $(VENV)/.installed ## Lint, then every test, e2e on real containers and the swarm lab included (needs Docker)
 	$(MAKE) --no-print-directory lint
-	$(VENV)/bin/pytest -m "not swarm"
+	$(VENV)/bin/pytest
 
-test-swarm: $(VENV)/.installed ## The swarm lab's suite: three Docker engines in containers, drills under load (~6 min)
+test-swarm: $(VENV)/.installed ## The swarm lab's suite alone: three Docker engines in containers, drills under load (~11 min)
 	$(VENV)/bin/pytest -m swarm
 
 test-fast: $(VENV)/.installed ## Every test but the container ones: unit, config, nginx + both servers on loopback
@@ -209,12 +209,16 @@ db-restore: ## DATABASE=postgres: replace the running database's contents with B
 
 # --- Docker swarm: docker-swarm.yml over docker-compose.yml (docs/swarm.md) ------------------
 push: ## Build the images and push them to REGISTRY (the swarm lab's by default) as IMAGE_TAG
-	docker compose --profile gunicorn --profile uwsgi --profile postgres build
+	docker compose --profile gunicorn --profile uwsgi --profile postgres --profile loadtest build
 	python3 scripts/swarm.py push
 
 swarm-deploy: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Deploy or update the stack on the swarm the docker CLI points at (DOCKER_HOST), APP_SERVER's server
 	$(call one_of,APP_SERVER,$(APP_SERVER),$(SERVERS))
 	python3 scripts/swarm.py deploy
+
+swarm-loadtest: ## Locust distributed on the swarm: master on the manager, LOCUST_WORKERS workers on the workers; SCENARIO, USERS, DURATION
+	$(call one_of,SCENARIO,$(SCENARIO),$(SCENARIOS))
+	LOADTEST_SCENARIO=$(SCENARIO) USERS=$(USERS) DURATION=$(DURATION) python3 scripts/swarm.py loadtest
 
 swarm-rm: ## Remove the stack from the swarm (its volumes stay)
 	python3 scripts/swarm.py rm

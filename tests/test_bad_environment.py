@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from harness import APP_DIR, ROOT, SERVERS, VENV_BIN, local_stack, server_command
@@ -108,6 +109,18 @@ def test_an_unreachable_database_stops_startup_naming_it_without_the_password(en
     result = run([sys.executable, "manage.py", "prepare_db"], env)
     assert result.returncode != 0
     assert "cannot connect to the database app@127.0.0.1:1/app (DATABASE_URL, or DATABASE=postgres)" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+def test_a_database_that_never_answers_is_waited_for_db_wait_seconds_then_named(env):
+    # Swarm starts services in no order: a replica waits for PostgreSQL (docker-swarm.yml), boundedly.
+    env |= {"DATABASE_URL": "postgres://app:s3cret-pw@127.0.0.1:1/app", "DB_WAIT_SECONDS": "3"}
+    started = time.monotonic()
+    result = run([sys.executable, "manage.py", "prepare_db"], env)
+    assert result.returncode != 0
+    assert time.monotonic() - started >= 3
+    assert "the database does not answer yet; waiting up to 3 s" in result.stdout
+    assert "cannot connect to the database app@127.0.0.1:1/app" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout
 
 

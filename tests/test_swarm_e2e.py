@@ -4,6 +4,7 @@ docs/swarm.md."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -79,6 +80,12 @@ class Lab:
         assert LOAD_BEFORE_S + took < seconds - 5, took
         (result,) = tmp_path.glob("*-swap")
         return json.loads((result / "summary.json").read_text())
+
+    def nodes(self, *args: str) -> None:
+        """docker compose on the lab's nodes themselves (swarm-node/lab.yml)."""
+        argv = ["docker", "compose", "-f", str(ROOT / "swarm-node" / "lab.yml"), *args]
+        done = subprocess.run(argv, cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
 
     def make_ok(self, *args: str, env: dict[str, str]) -> None:
         done = self.make(*args, env=env)
@@ -195,3 +202,108 @@ def test_draining_a_worker_node_under_load_moves_its_replicas_and_fails_no_reque
     finally:
         lab.docker("node", "update", "--availability", "active", "node3")
     served_by_every_replica_without_a_failure(summary)
+
+
+def test_locust_distributed_runs_a_worker_on_each_worker_node_and_measures_across_nodes(lab):
+    def loadtest() -> dict:
+        env = lab.manager(SCENARIO="throughput", USERS="16", DURATION="20s", LOCUST_WORKERS="2")
+        done = lab.make("swarm-loadtest", env=env, timeout=600)
+        assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    lab.make_ok("swarm-deploy", env=lab.manager())
+    across = loadtest()
+    assert across["worker_nodes"] == ["node2", "node3"], across
+    assert across["failures"] == 0 and across["requests"] > 1000, across
+    # The same run with every app replica on one worker node, then back (swarm-deploy's spread).
+    lab.docker("service", "update", "--quiet", "--constraint-add", "node.hostname==node2", "wsgi-stack_gunicorn")
+    try:
+        assert app_nodes(lab) == ["node2"] * REPLICAS
+        one = loadtest()
+    finally:
+        lab.make_ok("swarm-deploy", env=lab.manager())
+        # Dropping the constraint moves no task that still fits (docs/swarm.md): restart them, spread.
+        lab.docker("service", "update", "--quiet", "--force", "wsgi-stack_gunicorn")
+    assert one["failures"] == 0, one
+    print(f"req/s with {REPLICAS} replicas across 2 nodes: {across['rps']:,.0f}; on one node: {one['rps']:,.0f}; "
+          f"ratio {across['rps'] / one['rps']:.2f}")  # fmt: skip
+
+
+def nginx_task(lab: Lab) -> str:
+    return lab.docker("service", "ps", "wsgi-stack_nginx", "--filter", "desired-state=running", "--quiet").strip()
+
+
+def test_switching_app_server_there_and_back_under_load_fails_no_request_nor_restarts_nginx(lab, tmp_path):
+    lab.make_ok("swarm-deploy", env=lab.manager(SWARM_REPLICAS="2"))
+    before = nginx_task(lab)
+
+    def there_and_back() -> None:
+        for server in ("uwsgi", "gunicorn"):
+            lab.make_ok("swarm-deploy", env=lab.manager(SWARM_REPLICAS="2", APP_SERVER=server))
+            assert lab.get("/readyz").headers["X-App-Server"] == server
+            services = lab.docker("service", "ls", "--format", "{{.Name}}").split()
+            assert f"wsgi-stack_{server}" in services and len(services) == 3, services
+
+    summary = lab.under_load(tmp_path, 75, there_and_back)
+    served_by_every_replica_without_a_failure(summary)
+    # The same nginx task served throughout: it was repointed and relabelled, never restarted.
+    assert nginx_task(lab) == before
+
+
+def task_addresses(lab: Lab, node: str) -> set[str]:
+    """The addresses of the app's running tasks on `node`."""
+    tasks = lab.docker("service", "ps", "wsgi-stack_gunicorn", "--filter", "desired-state=running",
+                       "--filter", f"node={node}", "--quiet").split()  # fmt: skip
+    listed = lab.docker("inspect", "--format", "{{range .NetworksAttachments}}{{.Addresses}}{{end}}", *tasks)
+    return {address.split("/")[0] for address in listed.replace("[", " ").replace("]", " ").split()}
+
+
+def nginx_resolves(lab: Lab) -> set[str]:
+    """The app server's addresses as nginx's follower sees them (nginx/follow-upstream.sh)."""
+    nginx = lab.docker("ps", "--quiet", "--filter", "label=com.docker.swarm.service.name=wsgi-stack_nginx").strip()
+    return set(lab.docker("exec", nginx, "getent", "ahostsv4", "gunicorn").split()[::3])
+
+
+def test_killing_a_worker_node_under_load_fails_boundedly_and_its_replicas_come_back(lab, tmp_path):
+    lab.make_ok("swarm-deploy", env=lab.manager())
+    assert sorted(set(app_nodes(lab))) == ["node2", "node3"], app_nodes(lab)
+    doomed = task_addresses(lab, "node3")
+    assert doomed and doomed <= nginx_resolves(lab), (doomed, nginx_resolves(lab))
+    took = {}
+
+    def kill() -> None:
+        # SIGKILL to the node's container: its engine and every container in it are gone at once.
+        lab.nodes("kill", "node3")
+        killed = time.monotonic()
+        took["at"] = time.time()
+        deadline = killed + 90
+        while "dns" not in took or "replicas" not in took:
+            assert time.monotonic() < deadline, (took, lab.docker("service", "ps", "wsgi-stack_gunicorn"))
+            if "dns" not in took and not doomed & nginx_resolves(lab):
+                took["dns"] = time.monotonic() - killed
+            if "replicas" not in took and app_nodes(lab) == ["node2"] * REPLICAS:
+                took["replicas"] = time.monotonic() - killed
+            time.sleep(0.5)
+
+    try:
+        summary = lab.under_load(tmp_path, 75, kill)
+    finally:
+        lab.nodes("start", "node3")
+    failed = [start - took["at"] for start in failed_requests(tmp_path)]
+    print(f"node3 killed: its replicas' addresses left nginx's upstream after {took['dns']:.1f} s; "
+          f"{REPLICAS} replicas ran on node2 after {took['replicas']:.1f} s; {len(failed)} requests failed, "
+          f"started {min(failed, default=0):.1f} to {max(failed, default=0):.1f} s after the kill")  # fmt: skip
+    # What fails is what nginx sent to node3 before its follower saw the addresses go (it looks
+    # every 2 s): each such request waits out nginx's budget (REQUEST_TIMEOUT + 5 s), then is a 504.
+    # Nothing sent once they were gone fails.
+    assert all(": code=504" in reason for reason in summary["failure_reasons"]), summary["failure_reasons"]
+    assert all(-1 < start < took["dns"] + 3 for start in failed), (took, failed)
+
+
+def failed_requests(tmp_path: Path) -> list[float]:
+    """When each failed request of the load run started (loadtest/recording.py's raw rows)."""
+    starts = []
+    for rows in tmp_path.glob("*-swap/requests-*.csv"):
+        with rows.open() as file:
+            starts += [float(row["start"]) for row in csv.DictReader(file) if row["failed"] == "1"]
+    return sorted(starts)

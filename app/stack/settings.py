@@ -99,6 +99,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# How long `prepare_db` (each replica's start) waits for the database to answer before it stops
+# naming it. 0 under compose, whose depends_on starts the app once PostgreSQL is healthy; swarm has
+# no start order, so docker-swarm.yml sets it (docs/swarm.md, "Placement").
+DB_WAIT_SECONDS = env_int("DB_WAIT_SECONDS", 0, 0, 600)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"] = {
         # A database that does not answer costs a request 2 s, then a 503 (DatabaseUnavailable-

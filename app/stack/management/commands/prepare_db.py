@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,7 +46,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         try:
-            connection.ensure_connection()
+            self.wait_for_database(settings.DB_WAIT_SECONDS)
         except OperationalError as error:
             # The driver's message (refused, unknown host, password authentication failed) never
             # holds the password; the database is named by its parts, without it.
@@ -65,3 +66,20 @@ class Command(BaseCommand):
                         batch_size=1000,
                     )
             self.stdout.write(f"prepare_db: {WORLD_ROWS - len(missing)} rows existed, {len(missing)} added")
+
+    def wait_for_database(self, seconds: int) -> None:
+        """Connect, trying again once a second for up to `seconds` (DB_WAIT_SECONDS); the last
+        error is raised."""
+        deadline = time.monotonic() + seconds
+        waited = False
+        while True:
+            try:
+                connection.ensure_connection()
+                return
+            except OperationalError:
+                if time.monotonic() >= deadline:
+                    raise
+                if not waited:
+                    self.stdout.write(f"prepare_db: the database does not answer yet; waiting up to {seconds} s")
+                    waited = True
+                time.sleep(1)
