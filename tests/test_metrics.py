@@ -80,10 +80,13 @@ def test_load_moves_every_app_server_and_django_metric_under_the_same_names(serv
     assert value(before, "appserver_workers", server=server) == 2
     assert all(dict(labels).get("server") == server for _, labels in after)
     assert value(before, "appserver_worker_restarts_total") == 0
-    # Every request seen at once, busy or waiting for a thread (one may be counted twice: it left
-    # the backlog between the two reads).
-    assert 3 * SLOTS <= in_flight <= 3 * SLOTS + 1
+    # Every request seen at once, busy or waiting for a thread. A scrape reads the kernel's backlog
+    # and the workers' busy count one after the other, so a request that left the backlog between
+    # the two reads is counted twice: under threads one at most (a thread frees up for it), under
+    # gevent any number (every request is accepted at once: CI saw 24 busy and 3 waiting).
+    assert in_flight >= 3 * SLOTS
     if model == "threads":
+        assert in_flight <= 3 * SLOTS + 1
         # At least one worker's threads all busy (gunicorn's gthread workers do not share the
         # connections evenly: one often takes them all), and the rest waiting: in the kernel's
         # backlog (uWSGI), or accepted and queued in the worker (gunicorn).
