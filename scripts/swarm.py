@@ -128,11 +128,17 @@ def deploy() -> None:
 
 
 def stack_deploy(stack: dict) -> None:
+    print(deploy_file(stack, STACK, "--prune"), flush=True)
+    wait_converged(float(setting("SWARM_TIMEOUT", "300")))
+
+
+def deploy_file(stack: dict, name: str, *flags: str) -> str:
+    """`docker stack deploy` of a stack given as a dict (written to a temporary file beside the
+    compose files, whose relative paths it may hold); returns what the command printed."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=ROOT, prefix=".swarm-stack-") as file:
         json.dump(stack, file, indent=1)
         file.flush()
-        print(run(["docker", "stack", "deploy", "--prune", "-c", file.name, STACK], timeout=300), flush=True)
-    wait_converged(float(setting("SWARM_TIMEOUT", "300")))
+        return run(["docker", "stack", "deploy", *flags, "-c", file.name, name], timeout=300)
 
 
 def serving_server() -> str | None:
@@ -174,10 +180,7 @@ def loadtest() -> None:
     }
     remove_load_stack()
     try:
-        with tempfile.NamedTemporaryFile("w", suffix=".json", dir=ROOT, prefix=".swarm-load-") as file:
-            json.dump(stack, file, indent=1)
-            file.flush()
-            run(["docker", "stack", "deploy", "-c", file.name, LOAD_STACK], timeout=300)
+        deploy_file(stack, LOAD_STACK)
         master = f"{LOAD_STACK}_locust-master"
         ended = wait_ended(master, timeout)
         logs = run(["docker", "service", "logs", "--raw", master])
