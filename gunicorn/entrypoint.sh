@@ -3,6 +3,7 @@
 # prepare the database, then exec, so gunicorn is the process that receives the stop signal.
 set -eu
 cd "$(dirname "$0")/../app"
-python -m stack.server_env
+# It prints the address gunicorn.conf.py computes again.
+python -m stack.server_env >/dev/null
 python manage.py prepare_db
 exec gunicorn -c ../gunicorn/gunicorn.conf.py

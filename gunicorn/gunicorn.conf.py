@@ -26,7 +26,9 @@ shared = load()
 
 wsgi_app = "stack.wsgi:application"
 chdir = str(app_dir)
-bind = [shared.bind]
+# This replica's socket file in the directory nginx shares, or host:port (APP_TRANSPORT, .env).
+# gunicorn's umask (0) leaves the socket writable by nginx's user, which connecting takes.
+bind = [f"unix:{shared.bind}" if shared.bind.startswith("/") else shared.bind]
 # Connections nginx has opened but gunicorn has not accepted yet: room for a burst. The same
 # as uWSGI's listen (uwsgi/uwsgi.ini); gunicorn's own default is 2048.
 backlog = 1024

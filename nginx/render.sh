@@ -18,7 +18,11 @@ case "${APP_SERVER:-}" in
 gunicorn | uwsgi) ;;
 *) fail "APP_SERVER must be one of: gunicorn, uwsgi (got '${APP_SERVER:-}')" ;;
 esac
-[ -n "${APP_SERVER_ADDR:-}" ] || fail "APP_SERVER_ADDR (host:port of the app server) is required"
+case "${APP_TRANSPORT:-}" in
+unix) [ -n "${APP_SOCKET_ROOT:-}" ] || fail "APP_SOCKET_ROOT (where the app servers' sockets are) is required with APP_TRANSPORT=unix" ;;
+tcp) [ -n "${APP_SERVER_ADDR:-}" ] || fail "APP_SERVER_ADDR (host:port of the app server) is required with APP_TRANSPORT=tcp" ;;
+*) fail "APP_TRANSPORT must be one of: unix, tcp (got '${APP_TRANSPORT:-}')" ;;
+esac
 [ -n "${ALLOWED_HOSTS:-}" ] || fail "ALLOWED_HOSTS is required"
 [ -n "${STATIC_ROOT:-}" ] || fail "STATIC_ROOT is required"
 case "$ALLOWED_HOSTS" in
@@ -66,6 +70,14 @@ else
 fi
 
 mkdir -p "$NGINX_RUN_DIR"
+# follow-upstream.sh rewrites the live config's servers under the same lock: neither replaces
+# the file from a copy the other has just replaced (a swap's new server would be lost).
+exec 9>"$NGINX_RUN_DIR/config.lock"
+flock 9
+NGINX_UPSTREAM_SERVERS=$("$conf_dir/upstream-servers.sh" "$APP_SERVER" "${APP_SERVER_ADDR:-}")
+[ -n "$NGINX_UPSTREAM_SERVERS" ] || fail "no socket of $APP_SERVER in $APP_SOCKET_ROOT/$APP_SERVER accepts a connection; nothing was changed"
+export NGINX_UPSTREAM_SERVERS
+
 # Render next to the live config and let nginx check it; only a config that passes replaces
 # the live one and the files naming what it points at (follow-upstream.sh and `make swap` read
 # them), so a bad value leaves a running nginx and that state as they were.
@@ -76,7 +88,7 @@ trap 'rm -f "$candidate"' EXIT
 # shellcheck disable=SC2016
 sed "$quic" "$conf_dir/nginx.conf.template" | envsubst '$NGINX_CONF_DIR $NGINX_LISTEN $NGINX_RUN_DIR
     $NGINX_WORKER_PROCESSES $NGINX_ACCESS_LOG $NGINX_READ_TIMEOUT $NGINX_SERVER_NAMES $APP_SERVER
-    $APP_SERVER_ADDR $STATIC_ROOT $MAX_BODY_MB $NGINX_TLS_LISTEN $NGINX_LISTEN_HTTP2 $TLS_CERT_FILE
+    $NGINX_UPSTREAM_SERVERS $STATIC_ROOT $MAX_BODY_MB $NGINX_TLS_LISTEN $NGINX_LISTEN_HTTP2 $TLS_CERT_FILE
     $TLS_KEY_FILE $HSTS_SECONDS $HTTPS_PORT $HTTPS_REDIRECT $ACME_ROOT $NGINX_HTTP_PORT_SUFFIX
     $NGINX_HTTPS_PORT_SUFFIX $NGINX_STATUS_LISTEN' >"$candidate"
 nginx -e stderr -t -q -c "$candidate" || fail "the rendered config failed nginx -t (above); nothing was changed"
@@ -84,5 +96,5 @@ chmod 644 "$candidate"
 mv "$candidate" "$NGINX_RUN_DIR/nginx.conf"
 # What the config now points at, for follow-upstream.sh and for `make swap`.
 echo "$APP_SERVER" >"$NGINX_RUN_DIR/app-server"
-echo "$APP_SERVER_ADDR" >"$NGINX_RUN_DIR/upstream"
+echo "${APP_SERVER_ADDR:-}" >"$NGINX_RUN_DIR/upstream"
 echo "$NGINX_RUN_DIR/nginx.conf"

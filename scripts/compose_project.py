@@ -86,6 +86,7 @@ class ComposeProject:
             "ALLOWED_HOSTS",
             "MAX_BODY_MB",
             "MONITORING",
+            "APP_TRANSPORT",
         )
         env = {
             **{key: value for key, value in os.environ.items() if key not in inherited},

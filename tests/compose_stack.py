@@ -13,7 +13,7 @@ import requests
 # `make bench-images` uses too. ensure_secret_file is imported from here by the tests.
 from compose_project import BOTH_PROFILES, EVERY_PROFILE, ComposeProject, project_name
 from compose_project import ensure_secret_file as ensure_secret_file
-from harness import HOST, ROOT, free_port, handed_over, wait_until
+from harness import HOST, ROOT, free_port, handed_over, read_dotenv, unix_connections, wait_until
 
 # The CA scripts/local_tls.py keeps for `make up` (ensure_secret_file makes it).
 LOCAL_CA = str(ROOT / ".secrets" / "ca" / "ca.pem")
@@ -77,12 +77,17 @@ class ComposeStack(ComposeProject):
 
     def wait_until_handed_over(self, count: int, timeout: float = 30) -> None:
         """Wait until `count` requests sent to nginx are in the app server's hands, judged from
-        nginx's own TCP table (harness.handed_over): nginx listens on 8443 for HTTPS, the app
-        servers on 8000."""
+        nginx's own kernel tables (harness.handed_over): nginx listens on 8443 for HTTPS, and
+        reaches the app servers over their sockets (APP_TRANSPORT=unix) or port 8000 (tcp)."""
 
         def check() -> bool:
-            table = self.compose("exec", "-T", "nginx", "cat", "/proc/net/tcp", check=False).stdout
-            return bool(table) and handed_over(table, 8443, 8000, count)
+            tables = self.compose("exec", "-T", "nginx", "cat", "/proc/net/tcp", "/proc/net/unix", check=False).stdout
+            tcp, _, unix = tables.partition("Num ")
+            if not tcp or not unix:
+                return False
+            if self.overrides.get("APP_TRANSPORT", read_dotenv()["APP_TRANSPORT"]) == "tcp":
+                return handed_over(tcp, 8443, 8000, count)
+            return handed_over(tcp, 8443, 8000, count, unix_connections("Num " + unix, "/run/app-sockets"))
 
         wait_until(check, timeout, f"{count} requests to reach {self.server} through nginx")
 

@@ -62,13 +62,14 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
 TCP_ESTABLISHED, TCP_LISTEN = "01", "0A"
 
 
-def handed_over(table: str, nginx_port: int, upstream_port: int, count: int) -> bool:
+def handed_over(table: str, nginx_port: int, upstream_port: int, count: int, upstream: int | None = None) -> bool:
     """Whether `count` requests are in the app server's hands, judged from a kernel TCP table
     (/proc/net/tcp) that holds nginx's sockets: nginx has accepted and read every connection made
     to it (none waits in its accept queue or holds unread bytes), and holds at least `count`
     connections to the app server, running there or waiting in its listen queue. (With gunicorn
-    these include nginx's idle keep-alive connections; the nginx side of the check has none.)"""
-    clients, queued, upstream = [], 0, 0
+    these include nginx's idle keep-alive connections; the nginx side of the check has none.)
+    Over Unix sockets those connections are not in the table: `upstream` gives their number."""
+    clients, queued, tcp_upstream = [], 0, 0
     for line in table.splitlines()[1:]:
         _, local, remote, state, queues, *_ = line.split()
         unread = int(queues.partition(":")[2], 16)  # a listening socket's: its accept queue
@@ -78,8 +79,22 @@ def handed_over(table: str, nginx_port: int, upstream_port: int, count: int) -> 
             elif state == TCP_ESTABLISHED:
                 clients.append(unread)
         elif int(remote.rpartition(":")[2], 16) == upstream_port and state == TCP_ESTABLISHED:
-            upstream += 1
+            tcp_upstream += 1
+    upstream = tcp_upstream if upstream is None else upstream
     return len(clients) >= count and not any(clients) and not queued and upstream >= count
+
+
+def unix_connections(table: str, directory: str) -> int:
+    """Connections to the listening Unix sockets under `directory`, accepted or still in the listen
+    queue, from the /proc/net/unix of the connecting side's network namespace (the kernel makes the
+    listener's end of a connection in the connecting socket's namespace): each is an entry named
+    like the socket it reached, in state SS_CONNECTED (03) or, not accepted yet, SS_CONNECTING (02)."""
+    connections = 0
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[7].startswith(directory.rstrip("/") + "/") and fields[5] in ("02", "03"):
+            connections += 1
+    return connections
 
 
 def burst(fetch: Callable[[], int], count: int) -> list[Future[int]]:
@@ -157,6 +172,21 @@ class LocalStack:
             timeout=120,
         )
 
+    @property
+    def app_address(self) -> str:
+        """Where the app server listens: its socket file (APP_TRANSPORT=unix) or 127.0.0.1:port."""
+        if self.env["APP_TRANSPORT"] == "unix":
+            return f"{self.env['APP_SOCKET_DIR']}/{socket.gethostname()}.sock"
+        return f"127.0.0.1:{self.app_port}"
+
+    def app_answers(self) -> bool:
+        if self.processes["app"].poll() is not None:
+            raise RuntimeError(f"app exited with {self.processes['app'].returncode}\n{self.describe_failure()}")
+        try:
+            return status_of("http" if self.server == "gunicorn" else "uwsgi", self.app_address) == 200
+        except (OSError, ValueError, IndexError):
+            return False
+
     def start(self) -> LocalStack:
         # The images run collectstatic at build time; here it runs once per stack.
         self.manage("collectstatic", "--noinput")
@@ -168,6 +198,10 @@ class LocalStack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        if self.env["APP_TRANSPORT"] == "unix":
+            # nginx builds its upstream from the sockets that answer (as compose starts it after the
+            # app is healthy): none yet, and it refuses to start.
+            wait_until(self.app_answers, 30, f"{self.server} to answer on {self.app_address}")
         with self.nginx_log.open("ab") as log:
             self.processes["nginx"] = subprocess.Popen(
                 [str(ROOT / "nginx" / "entrypoint.sh")],
@@ -237,20 +271,28 @@ class LocalStack:
         record_event("start", target, events)
         port = free_port()
         address = f"127.0.0.1:{port}"
-        env = {**self.env, "APP_SERVER": target, "APP_BIND": address, "APP_SERVER_ADDR": address}
+        socket_dir = f"{self.env['APP_SOCKET_ROOT']}/{target}"
+        env = {
+            **self.env,
+            "APP_SERVER": target,
+            "APP_BIND": address,
+            "APP_SERVER_ADDR": address,
+            "APP_SOCKET_DIR": socket_dir,
+        }
         with (self.workdir / f"app-{target}-{port}.log").open("ab") as log:
             new = subprocess.Popen(server_command(target), cwd=APP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         protocol = "http" if target == "gunicorn" else "uwsgi"
+        where = f"{socket_dir}/{socket.gethostname()}.sock" if env["APP_TRANSPORT"] == "unix" else address
 
         def target_ready() -> bool:
             if new.poll() is not None:
                 raise RuntimeError(f"{target} exited with {new.returncode} before it was ready")
             try:
-                return status_of(protocol, port) == 200
+                return status_of(protocol, where) == 200
             except (OSError, ValueError, IndexError):
                 return False
 
-        wait_until(target_ready, 60, f"{target} to answer /readyz on port {port}")
+        wait_until(target_ready, 60, f"{target} to answer /readyz on {where}")
         record_event("cutover", target, events)
         subprocess.run([str(ROOT / "nginx" / "reload.sh")], env=env, check=True, capture_output=True, timeout=60)
         wait_until(lambda: self.answering_server() == target, 30, f"nginx to answer from {target}")
@@ -315,6 +357,11 @@ def local_stack(server: str, **overrides: str) -> LocalStack:
         **os.environ,
         **read_dotenv(),
         "APP_SERVER": server,
+        # TCP on loopback unless a test asks for the shipped unix sockets: most tests read the app's
+        # port (handed_over's TCP table, status_of); the compose tests run .env's transport.
+        "APP_TRANSPORT": "tcp",
+        "APP_SOCKET_ROOT": str(workdir / "sockets"),
+        "APP_SOCKET_DIR": str(workdir / "sockets" / server),
         "APP_BIND": f"127.0.0.1:{app_port}",
         "APP_SERVER_ADDR": f"127.0.0.1:{app_port}",
         "NGINX_LISTEN": f"127.0.0.1:{nginx_port}",

@@ -67,6 +67,7 @@ def test_invalid_django_setting_is_named(env, name, value, expected):
         ("GRACEFUL_TIMEOUT", "1.5", "GRACEFUL_TIMEOUT must be an integer"),
         ("MAX_REQUESTS", "-1", "MAX_REQUESTS must be between"),
         ("APP_BIND", "", "APP_BIND is required"),
+        ("APP_TRANSPORT", "ipc", "APP_TRANSPORT must be one of unix, tcp"),
         ("METRICS_BIND", "9200", "METRICS_BIND must be [host]:port, like :9200, got '9200'"),
         ("METRICS_BIND", ":http", "METRICS_BIND must be [host]:port"),
     ],
@@ -88,6 +89,7 @@ def test_invalid_server_setting_stops_both_servers(env, server, name, value, exp
         ("MAX_BODY_MB", "", "MAX_BODY_MB must be a whole number"),
         ("ALLOWED_HOSTS", "*", "ALLOWED_HOSTS must list host names"),
         ("STATIC_ROOT", "", "STATIC_ROOT is required"),
+        ("APP_TRANSPORT", "udp", "APP_TRANSPORT must be one of: unix, tcp (got 'udp')"),
     ],
 )
 def test_invalid_nginx_setting_is_named(env, name, value, expected):

@@ -39,16 +39,16 @@ def test_proxy_tax_is_the_median_of_per_round_ratios_against_the_target():
         ]
     for round_no, (direct, nginx) in enumerate([(1000, 900), (1000, 930)], start=1):
         runs += [run("proxy-tax", "uwsgi direct", direct, round_no), run("proxy-tax", "uwsgi nginx", nginx, round_no)]
-    # The Unix-socket path is paired with the same direct runs, round by round.
-    runs += [run("proxy-tax", "gunicorn nginx-unix", rps, n) for n, rps in enumerate([990, 1045, 870], start=1)]
+    # The TCP path is paired with the same direct runs, round by round.
+    runs += [run("proxy-tax", "gunicorn nginx-tcp", rps, n) for n, rps in enumerate([990, 1045, 870], start=1)]
     tax = report.proxy_tax(runs)
     assert tax["gunicorn"]["ratio"] == pytest.approx(0.96)  # ratios 0.96, 0.909, 0.978
     assert tax["gunicorn"]["met"] and tax["gunicorn"]["shipped"]
     assert tax["uwsgi"]["ratio"] == pytest.approx(0.915)
     assert not tax["uwsgi"]["met"]
-    assert tax["gunicorn, Unix socket"]["ratio"] == pytest.approx(870 / 900)  # 0.99, 0.95, 0.967
-    assert not tax["gunicorn, Unix socket"]["shipped"]
-    assert "uwsgi, Unix socket" not in tax  # no runs, no row
+    assert tax["gunicorn, TCP"]["ratio"] == pytest.approx(870 / 900)  # 0.99, 0.95, 0.967
+    assert not tax["gunicorn, TCP"]["shipped"]
+    assert "uwsgi, TCP" not in tax  # no runs, no row
 
 
 def test_a_round_where_one_worker_did_the_work_is_left_out_of_the_proxy_tax():

@@ -6,6 +6,7 @@ import configparser
 import os
 import re
 import runpy
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,9 +33,18 @@ def uwsgi_ini(name: str = "uwsgi.ini") -> dict[str, str]:
 
 @pytest.fixture
 def gunicorn_conf(monkeypatch, tmp_path) -> dict[str, object]:
-    for key, value in {**DOTENV, "APP_BIND": "127.0.0.1:8000", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}.items():
+    # The addresses the image sets (APP_BIND, APP_SOCKET_DIR), here in a directory of the test's.
+    image = {"APP_BIND": "127.0.0.1:8000", "APP_SOCKET_DIR": str(tmp_path / "sockets")}
+    for key, value in {**DOTENV, **image, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}.items():
         monkeypatch.setenv(key, value)
     return runpy.run_path(str(ROOT / "gunicorn" / "gunicorn.conf.py"))
+
+
+def test_as_shipped_each_replica_listens_on_a_socket_named_after_its_host(gunicorn_conf, tmp_path):
+    assert DOTENV["APP_TRANSPORT"] == "unix"
+    assert gunicorn_conf["bind"] == [f"unix:{tmp_path}/sockets/{socket.gethostname()}.sock"]
+    # uWSGI's socket is the same path: its entrypoint passes stack.server_env's answer on.
+    assert uwsgi_ini()["socket"] == "$(APP_LISTEN)"
 
 
 @pytest.mark.parametrize("server", SERVERS)
@@ -105,7 +115,8 @@ def test_both_servers_take_workers_and_threads_from_the_same_variables(gunicorn_
 
 
 def test_under_gevent_both_servers_take_greenlets_from_the_same_variable(monkeypatch, tmp_path):
-    gevent = {"APP_WORKER_MODEL": "gevent", "APP_BIND": "127.0.0.1:8000", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    gevent = {"APP_WORKER_MODEL": "gevent", "APP_TRANSPORT": "tcp", "APP_BIND": "127.0.0.1:8000"}
+    gevent["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
     for key, value in {**DOTENV, **gevent}.items():
         monkeypatch.setenv(key, value)
     conf = runpy.run_path(str(ROOT / "gunicorn" / "gunicorn.conf.py"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -83,3 +84,55 @@ def test_a_follower_that_dies_is_started_again_and_logged(stack):
     assert "follow-upstream.sh exited with 137 while nginx runs; starting it again" in stack.nginx_log.read_text()
     answer = requests.get(stack.base_url + "/readyz", headers={"Host": HOST}, timeout=10)
     assert answer.status_code == 200
+
+
+@pytest.fixture
+def unix_stack() -> Iterator[LocalStack]:
+    """The shipped transport: uWSGI on a Unix socket, nginx following the socket directory each second."""
+    running = local_stack("uwsgi", APP_TRANSPORT="unix", UPSTREAM_RECHECK_SECONDS="1").start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def upstream_servers(stack: LocalStack) -> set[str]:
+    """The addresses in the rendered upstream block, between nginx.conf.template's markers."""
+    conf = (Path(stack.env["NGINX_RUN_DIR"]) / "nginx.conf").read_text()
+    block = conf.split("#servers-begin")[1].split("#servers-end")[0]
+    return {line.split()[1] for line in block.strip().splitlines()}
+
+
+def test_over_unix_sockets_nginx_follows_the_replicas_sockets_that_answer(unix_stack):
+    own = f"unix:{unix_stack.app_address}"
+    assert upstream_servers(unix_stack) == {own}
+    answer = requests.get(unix_stack.base_url + "/readyz", headers={"Host": HOST}, timeout=10)
+    assert (answer.status_code, answer.headers["X-App-Server"]) == (200, "uwsgi")
+    directory = Path(unix_stack.env["APP_SOCKET_DIR"])
+    # A replica killed before its clean-up: its socket file stays, and refuses connections.
+    killed = socket.socket(socket.AF_UNIX)
+    killed.bind(str(directory / "killed.sock"))
+    killed.close()
+    # A replica that comes up (`--scale`): its socket answers, and nginx adds it.
+    new = socket.socket(socket.AF_UNIX)
+    new.bind(str(directory / "new.sock"))
+    (directory / "new.sock").chmod(0o666)
+    new.listen(8)
+    try:
+        added = {own, f"unix:{directory / 'new.sock'}"}
+        wait_until(lambda: upstream_servers(unix_stack) == added, 10, "nginx to add the new replica's socket")
+    finally:
+        new.close()  # gone without removing its file, like the killed one
+    wait_until(lambda: upstream_servers(unix_stack) == {own}, 10, "nginx to drop the socket that stopped answering")
+    answer = requests.get(unix_stack.base_url + "/readyz", headers={"Host": HOST}, timeout=10)
+    assert answer.status_code == 200
+    log = unix_stack.nginx_log.read_text()
+    assert "new.sock" in log and "killed.sock" not in log  # never in the upstream
+
+
+def test_over_unix_sockets_a_server_with_no_socket_that_answers_is_refused(unix_stack):
+    before = run_dir_state(unix_stack)
+    done = reload(unix_stack, APP_SERVER="gunicorn")
+    assert done.returncode == 2
+    assert f"no socket of gunicorn in {unix_stack.env['APP_SOCKET_ROOT']}/gunicorn accepts a connection" in done.stderr
+    assert run_dir_state(unix_stack) == before

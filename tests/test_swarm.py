@@ -28,6 +28,9 @@ def test_the_stack_runs_the_chosen_server_with_postgres_behind_nginx(stack):
     label = '{{index .Service.Labels "stack.app-server"}}'
     assert nginx["environment"]["APP_SERVER"] == label
     assert nginx["environment"]["APP_SERVER_ADDR"] == f"{label}:8000"
+    # Replicas on other hosts: TCP on both ends, and no socket volume to share.
+    assert nginx["environment"]["APP_TRANSPORT"] == file["services"][server]["environment"]["APP_TRANSPORT"] == "tcp"
+    assert not any("app-sockets" in str(volume) for s in file["services"].values() for volume in s.get("volumes", []))
     # IMAGE_TAG is the app's release; nginx and PostgreSQL are not restarted by one.
     for name, service in file["services"].items():
         tag = "v2" if name == server else "latest"

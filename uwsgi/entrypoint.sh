@@ -4,7 +4,9 @@
 # it turns SIGTERM into "serve the listen queue, then stop gracefully" (see its docstring).
 set -eu
 cd "$(dirname "$0")/../app"
-python -m stack.server_env
+# It prints where to listen (a socket path or host:port), for uwsgi.ini's socket option.
+APP_LISTEN=$(python -m stack.server_env)
+export APP_LISTEN
 python manage.py prepare_db
 # The worker model's file: stack.server_env has checked APP_WORKER_MODEL is threads or gevent.
 set -- --ini ../uwsgi/uwsgi.ini --ini "../uwsgi/model-$APP_WORKER_MODEL.ini"

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
 
 from stack import exporter as exporter_process  # (needs the app on sys.path first)
-from stack.listen_queue import listen_port, queued
+from stack.listen_queue import queued_at
 from stack.server_env import load
 
 PASSED_ON = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -34,18 +34,17 @@ def log(message: str) -> None:
     print(f"supervise: {message}", file=sys.stderr, flush=True)
 
 
-def drain(child: subprocess.Popen[bytes], port: int | None, budget: float) -> None:
+def drain(child: subprocess.Popen[bytes], bind: str, budget: float) -> None:
     """Serve the listen queue empty, then stop gracefully; cut off at `budget` seconds."""
     started = time.monotonic()
     deadline = started + budget
-    if port is not None:
-        waiting = queued(port)
-        log(f"SIGTERM with {waiting} connection(s) in the listen queue; serving them before the graceful stop")
-        while waiting and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-            waiting = queued(port)
-        log(f"listen queue {'empty' if not waiting else f'still {waiting} at the deadline'} after "
-            f"{time.monotonic() - started:.1f}s; stopping uWSGI gracefully")  # fmt: skip
+    waiting = queued_at(bind)
+    log(f"SIGTERM with {waiting} connection(s) in the listen queue; serving them before the graceful stop")
+    while waiting and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+        waiting = queued_at(bind)
+    log(f"listen queue {'empty' if not waiting else f'still {waiting} at the deadline'} after "
+        f"{time.monotonic() - started:.1f}s; stopping uWSGI gracefully")  # fmt: skip
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
     try:
@@ -81,7 +80,7 @@ def main(argv: list[str]) -> int:
     while child.poll() is None and not stop_requested:
         time.sleep(POLL_S * 2)
     if stop_requested:
-        drain(child, listen_port(settings.bind), settings.graceful_timeout)
+        drain(child, settings.bind, settings.graceful_timeout)
     code = child.wait()
     if exporter is not None:
         exporter.terminate()

@@ -15,8 +15,8 @@ What is read here, and why here:
   (read from /proc); uWSGI's stats server lists its workers (uwsgi/metrics.ini).
 - appserver_worker_restarts_total under uWSGI: its master's respawn_count.
 - appserver_queued_requests{where="backlog"}: the kernel's accept queue of the app's listening
-  port, from /proc/net/tcp (stack/listen_queue.py, which uwsgi/supervise.py drains too; uWSGI's
-  stats server reports the same figure as listen_queue, gunicorn none). Under gevent and under
+  socket or port (stack/listen_queue.py, which uwsgi/supervise.py drains too; uWSGI's stats server
+  reports the same figure as listen_queue, gunicorn none). Under gevent and under
   uWSGI this is where requests wait.
 
 The containers' CPU and memory, this one's too, come from cgroup-exporter/, which sees them all.
@@ -41,7 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from stack import listen_queue
-from stack.listen_queue import listen_port
+from stack.server_env import listen_address
 
 UWSGI_STATS_SOCKET = "uwsgi-stats.sock"  # in PROMETHEUS_MULTIPROC_DIR (uwsgi/metrics.ini)
 PR_SET_PDEATHSIG = 1
@@ -54,7 +54,7 @@ class StackCollector:
         self.server = server
         self.master = master
         self.directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        self.port = listen_port(os.environ["APP_BIND"])
+        self.bind = listen_address()
         workers_model = os.environ["APP_WORKER_MODEL"]
         self.slots_per_worker = int(os.environ["APP_GREENLETS" if workers_model == "gevent" else "APP_THREADS"])
 
@@ -71,7 +71,7 @@ class StackCollector:
             mark_process_dead(pid, str(self.directory))
         uwsgi = _uwsgi_stats(self.directory / UWSGI_STATS_SOCKET) if self.server == "uwsgi" else None
         queued = GaugeMetricFamily("appserver_queued_requests", "Requests waiting for a thread", labels=["where"])
-        queued.add_metric(["backlog"], listen_queue.queued(self.port) if self.port is not None else 0)
+        queued.add_metric(["backlog"], listen_queue.queued_at(self.bind))
         for family in MultiProcessCollector(None, str(self.directory)).collect():
             if family.name == "appserver_queued_requests":
                 queued.samples.extend(family.samples)

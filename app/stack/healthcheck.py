@@ -1,4 +1,4 @@
-"""Container healthcheck: ask the app server on its own port for /readyz, in its own protocol.
+"""Container healthcheck: ask the app server where it listens for /readyz, in its own protocol.
 
 gunicorn speaks HTTP, uWSGI the uwsgi protocol, so curl cannot ask both; this needs only
 the standard library and starts in milliseconds. Exit 0 when ready, 1 otherwise.
@@ -11,6 +11,10 @@ import os
 import socket
 import struct
 import sys
+
+from django.core.exceptions import ImproperlyConfigured
+
+from stack.server_env import listen_address
 
 TIMEOUT_S = 3
 
@@ -48,10 +52,20 @@ def request_bytes(protocol: str, host: str, port: int, path: str) -> bytes:
     )
 
 
-def status_of(protocol: str, port: int, path: str = "/readyz") -> int:
-    """The HTTP status the app server answers with; both protocols answer in HTTP."""
+def status_of(protocol: str, bind: str | int, path: str = "/readyz") -> int:
+    """The HTTP status the app server answers with; both protocols answer in HTTP. `bind` is a
+    socket path, or a port (or host:port) on this host."""
     host = probe_host()
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S) as sock:
+    if isinstance(bind, str) and bind.startswith("/"):
+        sock, port = socket.socket(socket.AF_UNIX), 0
+        sock.settimeout(TIMEOUT_S)
+        target: str | tuple[str, int] = bind
+    else:
+        port = int(str(bind).rsplit(":", 1)[-1])
+        sock, target = socket.socket(socket.AF_INET), ("127.0.0.1", port)
+        sock.settimeout(TIMEOUT_S)
+    with sock:
+        sock.connect(target)
         sock.sendall(request_bytes(protocol, host, port, path))
         status_line = sock.makefile("rb").readline()
     return int(status_line.split()[1])
@@ -61,10 +75,9 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[1] not in ("http", "uwsgi"):
         print("usage: python -m stack.healthcheck http|uwsgi", file=sys.stderr)
         return 2
-    port = int(os.environ.get("APP_BIND", "0.0.0.0:8000").rsplit(":", 1)[1])
     try:
-        status = status_of(argv[1], port)
-    except (OSError, ValueError, IndexError) as error:
+        status = status_of(argv[1], listen_address())
+    except (OSError, ValueError, IndexError, ImproperlyConfigured) as error:
         print(f"healthcheck: {error}", file=sys.stderr)
         return 1
     print(f"healthcheck: /readyz answered {status}")

@@ -10,8 +10,10 @@ the same bad input with the same message.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -19,10 +21,14 @@ from stack.env import env_choice, env_int, env_str
 
 # threads: a thread per request in flight; gevent: a greenlet per connection.
 WORKER_MODELS = ("threads", "gevent")
+# unix: a socket file per replica in a directory nginx shares (same host); tcp: APP_BIND.
+TRANSPORTS = ("unix", "tcp")
 
 
 @dataclass(frozen=True)
 class ServerEnv:
+    # Where the server listens for nginx: a socket path (APP_TRANSPORT=unix) or host:port (tcp),
+    # as uWSGI's socket option takes it; gunicorn.conf.py adds gunicorn's unix: prefix.
     bind: str
     workers: int
     threads: int
@@ -40,7 +46,7 @@ def load() -> ServerEnv:
     request_timeout = env_int("REQUEST_TIMEOUT", None, 1, 3600)
     graceful_timeout = env_int("GRACEFUL_TIMEOUT", None, 1, 3600)
     return ServerEnv(
-        bind=env_str("APP_BIND", None),
+        bind=listen_address(),
         workers=env_int("APP_WORKERS", None, 1, 256),
         threads=env_int("APP_THREADS", None, 1, 256),
         worker_model=env_choice("APP_WORKER_MODEL", None, WORKER_MODELS),
@@ -51,6 +57,17 @@ def load() -> ServerEnv:
         max_requests_jitter=env_int("MAX_REQUESTS_JITTER", None, 0, 10_000_000),
         metrics_bind=_metrics_bind(),
     )
+
+
+def listen_address() -> str:
+    """APP_TRANSPORT=unix: APP_SOCKET_DIR/<hostname>.sock, one per replica (a container's hostname
+    is its id), which nginx finds in the directory they share; tcp: APP_BIND."""
+    if env_choice("APP_TRANSPORT", None, TRANSPORTS) == "tcp":
+        return env_str("APP_BIND", None)
+    directory = env_str("APP_SOCKET_DIR", None)
+    if not directory.startswith("/"):
+        raise ImproperlyConfigured(f"APP_SOCKET_DIR must be an absolute path, got {directory!r}")
+    return f"{directory.rstrip('/')}/{socket.gethostname()}.sock"
 
 
 def _metrics_bind() -> str:
@@ -68,14 +85,24 @@ def _metrics_bind() -> str:
 
 
 def main() -> int:
+    """Check the settings, prepare the metrics directory and the socket's, and print the address
+    to listen on (the uWSGI entrypoint passes it on as APP_LISTEN)."""
     try:
-        load()
+        settings = load()
     except ImproperlyConfigured as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
     from stack import metrics
 
     metrics.prepare_dir()
+    if settings.bind.startswith("/"):
+        directory = Path(settings.bind).parent
+        try:
+            directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        except OSError as error:
+            print(f"configuration error: APP_SOCKET_DIR {directory} cannot be made: {error.strerror}", file=sys.stderr)
+            return 2
+    print(settings.bind)
     return 0
 
 

@@ -27,7 +27,7 @@ from bench_targets import (
     SERVERS,
     SWEEP_MIX,
     VIA_NGINX,
-    VIA_NGINX_UNIX,
+    VIA_NGINX_TCP,
 )
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 def proxy_tax(bench: Bench) -> None:
     print("1. Proxy tax: /plaintext direct vs through nginx", flush=True)
     paths = {
-        name: [("direct", DIRECT[name]), ("nginx", VIA_NGINX[name]), ("nginx-unix", VIA_NGINX_UNIX[name])]
+        name: [("direct", DIRECT[name]), ("nginx", VIA_NGINX[name]), ("nginx-tcp", VIA_NGINX_TCP[name])]
         for name in SERVERS
     }
     paths["peer: gunicorn defaults"] = [("direct", NAIVE_DIRECT), ("nginx", NAIVE_VIA_NGINX)]

@@ -11,11 +11,12 @@ NGINX_ONLY_HOST = "nginx-ceiling"
 SERVERS = ("gunicorn", "uwsgi")
 # Where each server answers plain HTTP in the bench: gunicorn's own port, uWSGI's extra http-socket.
 DIRECT = {"gunicorn": "http://gunicorn:8000", "uwsgi": "http://uwsgi:8001"}
+# nginx as shipped, over the servers' Unix sockets (APP_TRANSPORT=unix in .env).
 VIA_NGINX = {"gunicorn": "http://nginx-gunicorn:8080", "uwsgi": "http://nginx-uwsgi:8080"}
 # The same nginx containers on their HTTPS port: TLS, HTTP/1.1 and HTTP/2 (section 8).
 VIA_NGINX_TLS = {"gunicorn": "https://nginx-gunicorn:8443", "uwsgi": "https://nginx-uwsgi:8443"}
-# The same nginx config and server containers, over a Unix socket in a shared volume (section 1 only).
-VIA_NGINX_UNIX = {"gunicorn": "http://nginx-gunicorn-unix:8080", "uwsgi": "http://nginx-uwsgi-unix:8080"}
+# The same nginx config and server containers over TCP, as across hosts (section 1 only).
+VIA_NGINX_TCP = {"gunicorn": "http://nginx-gunicorn-tcp:8080", "uwsgi": "http://nginx-uwsgi-tcp:8080"}
 HELLO_DIRECT = {"gunicorn": "http://hello-gunicorn:8000", "uwsgi": "http://hello-uwsgi:8001"}
 HELLO_VIA_NGINX = {"gunicorn": "http://nginx-hello-gunicorn:8080", "uwsgi": "http://nginx-hello-uwsgi:8080"}
 # Peers behind one nginx, a port each (loadtest/bench/peers/nginx.conf).
@@ -36,8 +37,8 @@ SWEEP_MIX = ["/plaintext", "/json", "/db", "/queries?n=20"]
 BACKENDS = {
     "nginx-gunicorn": ("gunicorn",),
     "nginx-uwsgi": ("uwsgi",),
-    "nginx-gunicorn-unix": ("gunicorn",),
-    "nginx-uwsgi-unix": ("uwsgi",),
+    "nginx-gunicorn-tcp": ("gunicorn",),
+    "nginx-uwsgi-tcp": ("uwsgi",),
     "nginx-hello-gunicorn": ("hello-gunicorn",),
     "nginx-hello-uwsgi": ("hello-uwsgi",),
 }

@@ -24,13 +24,13 @@ PEER_MATCH = 0.95
 UNEVEN_SHARE = 0.75
 
 # Section 1's pairs: name -> (direct label, through-nginx label, nginx service, app service).
-# The first two are what the stack ships and what the target judges; the Unix-socket pair measures
-# the fix the report proposes, and the peer shows what a naive stack's ratio looks like.
+# The first two are what the stack ships (Unix sockets) and what the target judges; the TCP pair is
+# the multi-host transport (APP_TRANSPORT=tcp), and the peer shows what a naive stack's ratio looks like.
 PROXY_PATHS = {
     "gunicorn": ("gunicorn direct", "gunicorn nginx", "nginx-gunicorn", "gunicorn"),
     "uwsgi": ("uwsgi direct", "uwsgi nginx", "nginx-uwsgi", "uwsgi"),
-    "gunicorn, Unix socket": ("gunicorn direct", "gunicorn nginx-unix", "nginx-gunicorn-unix", "gunicorn"),
-    "uwsgi, Unix socket": ("uwsgi direct", "uwsgi nginx-unix", "nginx-uwsgi-unix", "uwsgi"),
+    "gunicorn, TCP": ("gunicorn direct", "gunicorn nginx-tcp", "nginx-gunicorn-tcp", "gunicorn"),
+    "uwsgi, TCP": ("uwsgi direct", "uwsgi nginx-tcp", "nginx-uwsgi-tcp", "uwsgi"),
     "peer: gunicorn defaults": (
         "peer: gunicorn defaults direct",
         "peer: gunicorn defaults nginx",
@@ -220,13 +220,6 @@ def nginx_alone_us(runs: list[dict]) -> float:
 def nginx_budget_us(direct_total_us: float) -> float:
     """The most nginx may cost per request for the proxied path to keep PROXY_TAX_TARGET of the direct rate."""
     return (1 / PROXY_TAX_TARGET - 1) * direct_total_us
-
-
-def unix_socket_outcomes(tax: dict[str, dict]) -> tuple[list[str], list[str]]:
-    """The servers whose Unix-socket path met the target, and those whose measured one did not."""
-    met = [s for s in SERVERS if tax.get(f"{s}, Unix socket", {}).get("met")]
-    missed = [s for s in SERVERS if f"{s}, Unix socket" in tax and s not in met]
-    return met, missed
 
 
 # --- 2. gunicorn vs uWSGI --------------------------------------------------------------------
