@@ -97,6 +97,14 @@ def unix_connections(table: str, directory: str) -> int:
     return connections
 
 
+def app_address(env: dict[str, str]) -> str:
+    """Where a local app server started with `env` listens: its socket file (APP_TRANSPORT=unix,
+    named as stack.server_env names it) or APP_BIND."""
+    if env["APP_TRANSPORT"] == "unix":
+        return f"{env['APP_SOCKET_DIR']}/{socket.gethostname()}.sock"
+    return env["APP_BIND"]
+
+
 def burst(fetch: Callable[[], int], count: int) -> list[Future[int]]:
     """`count` calls of fetch (a request giving back its status) at once, each on its own thread."""
     pool = ThreadPoolExecutor(count)
@@ -174,10 +182,7 @@ class LocalStack:
 
     @property
     def app_address(self) -> str:
-        """Where the app server listens: its socket file (APP_TRANSPORT=unix) or 127.0.0.1:port."""
-        if self.env["APP_TRANSPORT"] == "unix":
-            return f"{self.env['APP_SOCKET_DIR']}/{socket.gethostname()}.sock"
-        return f"127.0.0.1:{self.app_port}"
+        return app_address(self.env)
 
     def app_answers(self) -> bool:
         if self.processes["app"].poll() is not None:
@@ -282,7 +287,7 @@ class LocalStack:
         with (self.workdir / f"app-{target}-{port}.log").open("ab") as log:
             new = subprocess.Popen(server_command(target), cwd=APP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
         protocol = "http" if target == "gunicorn" else "uwsgi"
-        where = f"{socket_dir}/{socket.gethostname()}.sock" if env["APP_TRANSPORT"] == "unix" else address
+        where = app_address(env)
 
         def target_ready() -> bool:
             if new.poll() is not None:

@@ -57,14 +57,12 @@ def status_of(protocol: str, bind: str | int, path: str = "/readyz") -> int:
     socket path, or a port (or host:port) on this host."""
     host = probe_host()
     if isinstance(bind, str) and bind.startswith("/"):
-        sock, port = socket.socket(socket.AF_UNIX), 0
-        sock.settimeout(TIMEOUT_S)
-        target: str | tuple[str, int] = bind
+        family, port, target = socket.AF_UNIX, 0, bind
     else:
         port = int(str(bind).rsplit(":", 1)[-1])
-        sock, target = socket.socket(socket.AF_INET), ("127.0.0.1", port)
+        family, target = socket.AF_INET, ("127.0.0.1", port)
+    with socket.socket(family) as sock:
         sock.settimeout(TIMEOUT_S)
-    with sock:
         sock.connect(target)
         sock.sendall(request_bytes(protocol, host, port, path))
         status_line = sock.makefile("rb").readline()
