@@ -6,4 +6,5 @@ cd "$(dirname "$0")/../app"
 # It prints the address gunicorn.conf.py computes again.
 python -m stack.server_env >/dev/null
 python manage.py prepare_db
-exec gunicorn -c ../gunicorn/gunicorn.conf.py
+# Arguments go on gunicorn's command line after the shipped settings (the bench gives its own -c).
+exec gunicorn -c ../gunicorn/gunicorn.conf.py "$@"

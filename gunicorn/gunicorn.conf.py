@@ -6,13 +6,14 @@ The app sits at ../app from this file, in the repository and in the image alike.
 """
 
 import contextlib
+import itertools
 import os
 import socket
 import sys
 import time
 from pathlib import Path
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, ThreadWorker
 
 from gunicorn import glogging
 
@@ -20,15 +21,24 @@ app_dir = Path(__file__).resolve().parent.parent / "app"
 sys.path.insert(0, str(app_dir))
 
 from stack import exporter, metrics  # noqa: E402  (needs app_dir on sys.path first)
-from stack.server_env import load  # noqa: E402
+from stack.server_env import listen_addresses, load  # noqa: E402
 
 shared = load()
 
 wsgi_app = "stack.wsgi:application"
 chdir = str(app_dir)
-# This replica's socket file in the directory nginx shares, or host:port (APP_TRANSPORT, .env).
-# gunicorn's umask (0) leaves the socket writable by nginx's user, which connecting takes.
-bind = [f"unix:{shared.bind}" if shared.bind.startswith("/") else shared.bind]
+# host:port over TCP (APP_TRANSPORT, .env). Over Unix sockets, a socket file per worker in the
+# directory nginx shares, each a server of its own in nginx's upstream: workers sharing one socket
+# split moderate load lopsidedly behind nginx's keep-alive pool, because a gthread worker accepts
+# every connection it can and nginx reuses its most recently used idle connection (the busiest of
+# two workers took 0.70 to 0.97 of the requests: docs/bench/report.md, section 3). With a socket
+# each, nginx's least_conn picks the worker for every request, then one of its pooled connections.
+# The master binds them all and keeps them open, so what nginx queued on a restarting worker's
+# socket waits for the worker that takes its slot (pre_fork, post_fork below) instead of being
+# reset. gunicorn's umask (0) leaves the sockets writable by nginx's user, which connecting takes.
+addresses = listen_addresses("gunicorn")
+worker_sockets = [address for address in addresses if address.startswith("/")]
+bind = [f"unix:{address}" if address.startswith("/") else address for address in addresses]
 # Connections nginx has opened but gunicorn has not accepted yet: room for a burst. The same
 # as uWSGI's listen (uwsgi/uwsgi.ini); gunicorn's own default is 2048.
 backlog = 1024
@@ -38,13 +48,23 @@ backlog = 1024
 # whole worker. The sync worker does no keep-alive and blocks a process per stream.
 # On SIGTERM a gthread worker stops accepting but keeps its copy of the listening socket open
 # until its drain ends, so a connection nginx makes meanwhile waits in the kernel's queue and is
-# reset at the exit, too late for nginx to retry it elsewhere (a 503 in a scale-down). This one
-# closes it when the drain starts: new connections are refused at once and nginx sends them to
-# another replica (or answers 503 at once); what it accepted is still answered.
+# reset at the exit, too late for nginx to retry it elsewhere (a 503 in a scale-down). Over TCP,
+# where the workers share the socket, this one closes it when the drain starts: new connections
+# are refused at once and nginx sends them to another replica (or answers 503 at once).
+# Over Unix sockets a worker has its own, and nginx keeps sending it requests while it drains: in a
+# restart (MAX_REQUESTS) they wait for the worker that takes its slot, and gthread's drain lasts
+# until nginx's idle connections to it have lingered 2 s (STOP_KEEPALIVE_LINGER). Measured in the
+# restart drill, a request waited 2.35 s. So this worker goes on accepting, answering each with
+# Connection: close, for that linger (in a stop the master has removed the socket files first, so
+# only what nginx queued before comes); then it accepts what is queued, so as not to reset it,
+# and closes its copy.
 #
 # It also counts, for the metrics, connections waiting for a thread: gthread accepts at once and
 # queues them in the worker, where no listen backlog shows them.
 class ThreadWorkerRefusingWhenStopping(ThreadWorker):
+    own_socket = False  # set by post_fork below
+    accept_until: float | None = None
+
     def enqueue_req(self, conn) -> None:  # noqa: ANN001  (gunicorn's signature)
         metrics.connection_queued(+1)
         super().enqueue_req(conn)
@@ -54,10 +74,25 @@ class ThreadWorkerRefusingWhenStopping(ThreadWorker):
         return super().handle(conn)
 
     def set_accept_enabled(self, enabled: bool) -> None:
+        stopping = not enabled and not self.alive  # not merely at worker_connections
+        if stopping and self.own_socket and self.accept_until is None:
+            self.accept_until = time.monotonic() + STOP_KEEPALIVE_LINGER
+            return
         super().set_accept_enabled(enabled)
-        if not enabled and not self.alive:  # stopping, not merely at worker_connections
+        if stopping:
             for listener in self.sockets:
+                for _ in range(backlog):  # accept() passes over EAGAIN: an empty queue
+                    accepted = self.nr_conns
+                    self.accept(listener)
+                    if self.nr_conns == accepted:
+                        break
                 listener.close()
+
+    def murder_pending(self) -> None:
+        """Called in every turn of the drain's loop, at least once a second."""
+        super().murder_pending()
+        if self._accepting and self.accept_until is not None and time.monotonic() >= self.accept_until:
+            self.set_accept_enabled(False)
 
 
 # Processes: one per core. cpu_count() inside a container sees the host, so it is set, not guessed.
@@ -217,6 +252,27 @@ def when_ready(server) -> None:  # noqa: ANN001  (gunicorn's hook signature)
     """METRICS_BIND set: the master starts the metrics exporter (app/stack/exporter.py), its child."""
     if shared.metrics_bind:
         exporter.start("gunicorn")
+
+
+def pre_fork(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signature)
+    """In the master: the new worker takes the lowest slot no live worker holds, so a restarted
+    worker takes over the socket of the one it replaces."""
+    taken = {getattr(sibling, "slot", None) for sibling in server.WORKERS.values()}
+    worker.slot = next(slot for slot in itertools.count() if slot not in taken)
+
+
+def post_fork(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signature)
+    """In the worker: accept on its own slot's socket, and on any that is no worker's own (the
+    bench's TCP port); not on the other workers' sockets. A worker beyond APP_WORKERS (gunicorn's
+    TTIN signal) has no slot of its own and accepts on all."""
+    if worker.slot >= len(worker_sockets):
+        return
+    others = set(worker_sockets) - {worker_sockets[worker.slot]}
+    for listener in worker.sockets:
+        if listener.cfg_addr in others:
+            listener.close()
+    worker.sockets = [listener for listener in worker.sockets if listener.cfg_addr not in others]
+    worker.own_socket = True
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signature)

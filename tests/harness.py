@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest.mock
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from compose_project import free_port
 from dotenv_file import read_dotenv  # the .env reader of the Makefile too; tests import it from here
 from stack.healthcheck import status_of
 from stack.server_env import WORKER_MODELS as MODELS  # noqa: F401  (the drills run under each)
+from stack.server_env import listen_addresses
 from swap import answering_server, record_event
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,11 +100,10 @@ def unix_connections(table: str, directory: str) -> int:
 
 
 def app_address(env: dict[str, str]) -> str:
-    """Where a local app server started with `env` listens: its socket file (APP_TRANSPORT=unix,
-    named as stack.server_env names it) or APP_BIND."""
-    if env["APP_TRANSPORT"] == "unix":
-        return f"{env['APP_SOCKET_DIR']}/{socket.gethostname()}.sock"
-    return env["APP_BIND"]
+    """Where a local app server started with `env` listens, as stack.server_env names it: APP_BIND
+    (APP_TRANSPORT=tcp), or its socket file (unix), gunicorn's first worker's."""
+    with unittest.mock.patch.dict(os.environ, env, clear=True):
+        return listen_addresses(env["APP_SERVER"])[0]
 
 
 def burst(fetch: Callable[[], int], count: int) -> list[Future[int]]:
@@ -250,11 +251,34 @@ class LocalStack:
 
     def wait_until_handed_over(self, count: int, timeout: float = 30) -> None:
         """Wait until `count` requests sent to nginx are in the app server's hands (handed_over)."""
-        wait_until(
-            lambda: handed_over(Path("/proc/net/tcp").read_text(), self.nginx_port, self.app_port, count),
-            timeout,
-            f"{count} requests to reach {self.server} through nginx",
-        )
+
+        def done() -> bool:
+            upstream = None
+            if self.env["APP_TRANSPORT"] == "unix":
+                upstream = unix_connections(Path("/proc/net/unix").read_text(), self.env["APP_SOCKET_DIR"])
+            return handed_over(Path("/proc/net/tcp").read_text(), self.nginx_port, self.app_port, count, upstream)
+
+        wait_until(done, timeout, f"{count} requests to reach {self.server} through nginx")
+
+    def app_refuses(self) -> bool:
+        """Whether every address the app server listens on refuses a new connection (over Unix
+        sockets, its files are gone or nothing listens on them)."""
+        with unittest.mock.patch.dict(os.environ, self.env, clear=True):
+            addresses = listen_addresses(self.server)
+        for address in addresses:
+            family, target = (
+                (socket.AF_UNIX, address) if address.startswith("/") else (socket.AF_INET, ("127.0.0.1", self.app_port))
+            )
+            with socket.socket(family) as probe:
+                probe.settimeout(1)
+                try:
+                    probe.connect(target)
+                except (ConnectionRefusedError, FileNotFoundError):
+                    continue
+                except OSError:
+                    pass
+                return False
+        return True
 
     def app_pid(self) -> int:
         """The app server's master: the process started here, except that uWSGI's entrypoint

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import report  # loadtest/bench/report.py
+import report_previous
 from compose_stack import ensure_secret_file
 from harness import ROOT, read_dotenv
 
@@ -49,6 +50,27 @@ def test_proxy_tax_is_the_median_of_per_round_ratios_against_the_target():
     assert tax["gunicorn, TCP"]["ratio"] == pytest.approx(870 / 900)  # 0.99, 0.95, 0.967
     assert not tax["gunicorn, TCP"]["shipped"]
     assert "uwsgi, TCP" not in tax  # no runs, no row
+
+
+def test_the_report_puts_each_headline_figure_beside_the_previous_runs():
+    def data(nginx_rps: float, share: float, profile: str = "full") -> dict:
+        runs = [run("proxy-tax", "gunicorn direct", 1000), run("proxy-tax", "gunicorn nginx", nginx_rps)]
+        runs += [run("peers-paced", "ours: gunicorn plaintext@1000", 1000, share=share)]
+        return {"profile": profile, "machine": {"date": "then"}, "runs": runs}
+
+    table = report_previous.comparison(data(950, 0.52), data(730, 0.87))
+    assert "| proxy tax, gunicorn, Unix socket (shipped) | 0.73 | 0.95 |" in table
+    assert "| `/plaintext` through nginx, gunicorn (req/s) | 730 | 950 |" in table
+    assert "| busiest worker's share, gunicorn `/plaintext` steady (most of any round) | 0.87 | 0.52 |" in table
+    # A figure only one run has shows "-" in the other's column; one neither has, no row.
+    with_streams = {**data(950, 0.52), "stream_capacity": {"gunicorn threads": {"capacity": 8}}}
+    assert "| open event streams held, gunicorn threads | - | 8 |" in report_previous.comparison(
+        with_streams, data(730, 0.87)
+    )
+    assert "| proxy tax, uWSGI, Unix socket (shipped) |" not in "".join(table)
+    # No previous run, or one of another profile (a CI's tiny bench): no comparison.
+    assert report_previous.comparison(data(950, 0.5), None) == []
+    assert report_previous.comparison(data(950, 0.5, "tiny"), data(730, 0.87)) == []
 
 
 def test_a_round_where_one_worker_did_the_work_is_left_out_of_the_proxy_tax():

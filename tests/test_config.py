@@ -40,10 +40,12 @@ def gunicorn_conf(monkeypatch, tmp_path) -> dict[str, object]:
     return runpy.run_path(str(ROOT / "gunicorn" / "gunicorn.conf.py"))
 
 
-def test_as_shipped_each_replica_listens_on_a_socket_named_after_its_host(gunicorn_conf, tmp_path):
+def test_as_shipped_each_replica_listens_on_sockets_named_after_its_host(gunicorn_conf, tmp_path):
     assert DOTENV["APP_TRANSPORT"] == "unix"
-    assert gunicorn_conf["bind"] == [f"unix:{tmp_path}/sockets/{socket.gethostname()}.sock"]
-    # uWSGI's socket is the same path: its entrypoint passes stack.server_env's answer on.
+    # A socket per gunicorn worker (tests/test_worker_split.py shows each worker on its own).
+    replica = f"{tmp_path}/sockets/{socket.gethostname()}"
+    assert gunicorn_conf["bind"] == [f"unix:{replica}.w{slot}.sock" for slot in range(int(DOTENV["APP_WORKERS"]))]
+    # uWSGI's workers share one, the path its entrypoint passes on from stack.server_env.
     assert uwsgi_ini()["socket"] == "$(APP_LISTEN)"
 
 
@@ -244,6 +246,14 @@ def test_nginx_can_open_a_connection_per_uwsgi_request_without_running_out_of_po
     assert sysctls["net.ipv4.tcp_tw_reuse"] == 1
     low, high = (int(port) for port in sysctls["net.ipv4.ip_local_port_range"].split())
     assert high - low > 60000
+
+
+def test_nginx_sends_each_request_to_the_least_busy_app_worker():
+    upstream = NGINX_TEMPLATE.split("upstream app_server {")[1].split("\n    }")[0]
+    # nginx applies a balancing method only when it comes before keepalive.
+    assert upstream.index("least_conn;") < upstream.index("keepalive 32;")
+    # The counts shared by nginx's worker processes.
+    assert "zone app_server 64k;" in upstream
 
 
 def test_nginx_recycles_upstream_connections_so_a_restarted_worker_gets_its_share():

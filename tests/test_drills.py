@@ -12,21 +12,15 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 import requests
-from harness import HOST, MODELS, SERVERS, LocalStack, app_workers, burst, local_stack, wait_until
+from harness import HOST, MODELS, SERVERS, LocalStack, app_workers, burst, local_stack, read_dotenv, wait_until
 
 
 def get(stack: LocalStack, path: str, timeout: float = 15) -> requests.Response:
     return requests.get(stack.base_url + path, headers={"Host": HOST}, timeout=timeout)
 
 
-def refuses(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        pass
-    return False
+# The drills that a worker's own socket changes (the stop, the restarts) run on .env's transport.
+SHIPPED_TRANSPORT = read_dotenv()["APP_TRANSPORT"]
 
 
 # Requests in flight when TERM comes under gevent: far more than threads' 3 x 8, far fewer than
@@ -45,7 +39,7 @@ def in_flight(stack: LocalStack) -> int:
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("server", SERVERS)
 def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(server, model):
-    stack = local_stack(server, APP_WORKER_MODEL=model).start()
+    stack = local_stack(server, APP_WORKER_MODEL=model, APP_TRANSPORT=SHIPPED_TRANSPORT).start()
     count = in_flight(stack)
     try:
         slow = burst(lambda: get(stack, "/slow?ms=2000", 60).status_code, count)
@@ -55,7 +49,7 @@ def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(
         if server == "gunicorn":
             # New connections are refused while the drain runs, so nginx can retry them at once
             # elsewhere, instead of waiting in the listen queue to be reset when the server exits.
-            wait_until(lambda: refuses(stack.app_port), 3, "gunicorn to refuse new connections")
+            wait_until(stack.app_refuses, 3, "gunicorn to refuse new connections")
         statuses = [future.result() for future in slow]
         stack.processes["app"].wait(timeout=40)
         took = time.monotonic() - stopped
@@ -303,7 +297,7 @@ def test_workers_recycled_after_max_requests_never_hold_a_request_back(server, m
     a restart. uWSGI recycles a worker no sooner than 10 s after it started (min-worker-lifetime),
     so the load runs for 14 s: each worker at least once."""
     recycle = {"MAX_REQUESTS": "200", "MAX_REQUESTS_JITTER": "50", "SLOW_MAX_MS": "1000"}
-    stack = local_stack(server, APP_WORKER_MODEL=model, **recycle).start()
+    stack = local_stack(server, APP_WORKER_MODEL=model, APP_TRANSPORT=SHIPPED_TRANSPORT, **recycle).start()
     master = psutil.Process(stack.app_pid())
     workers = {worker.pid for worker in app_workers(master)}
 

@@ -41,7 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from stack import listen_queue
-from stack.server_env import listen_address
+from stack.server_env import listen_addresses
 
 UWSGI_STATS_SOCKET = "uwsgi-stats.sock"  # in PROMETHEUS_MULTIPROC_DIR (uwsgi/metrics.ini)
 PR_SET_PDEATHSIG = 1
@@ -54,7 +54,7 @@ class StackCollector:
         self.server = server
         self.master = master
         self.directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        self.bind = listen_address()
+        self.addresses = listen_addresses(server)
         workers_model = os.environ["APP_WORKER_MODEL"]
         self.slots_per_worker = int(os.environ["APP_GREENLETS" if workers_model == "gevent" else "APP_THREADS"])
 
@@ -71,7 +71,7 @@ class StackCollector:
             mark_process_dead(pid, str(self.directory))
         uwsgi = _uwsgi_stats(self.directory / UWSGI_STATS_SOCKET) if self.server == "uwsgi" else None
         queued = GaugeMetricFamily("appserver_queued_requests", "Requests waiting for a thread", labels=["where"])
-        queued.add_metric(["backlog"], listen_queue.queued_at(self.bind))
+        queued.add_metric(["backlog"], sum(listen_queue.queued_at(address) for address in self.addresses))
         for family in MultiProcessCollector(None, str(self.directory)).collect():
             if family.name == "appserver_queued_requests":
                 queued.samples.extend(family.samples)

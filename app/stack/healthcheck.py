@@ -1,4 +1,5 @@
-"""Container healthcheck: ask the app server where it listens for /readyz, in its own protocol.
+"""Container healthcheck: ask the app server for /readyz wherever it listens (each gunicorn worker
+has a socket of its own), in its own protocol.
 
 gunicorn speaks HTTP, uWSGI the uwsgi protocol, so curl cannot ask both; this needs only
 the standard library and starts in milliseconds. Exit 0 when ready, 1 otherwise.
@@ -14,7 +15,7 @@ import sys
 
 from django.core.exceptions import ImproperlyConfigured
 
-from stack.server_env import listen_address
+from stack.server_env import listen_addresses
 
 TIMEOUT_S = 3
 
@@ -74,11 +75,14 @@ def main(argv: list[str]) -> int:
         print("usage: python -m stack.healthcheck http|uwsgi", file=sys.stderr)
         return 2
     try:
-        status = status_of(argv[1], listen_address())
+        for address in listen_addresses("gunicorn" if argv[1] == "http" else "uwsgi"):
+            status = status_of(argv[1], address)
+            if status != 200:
+                break
     except (OSError, ValueError, IndexError, ImproperlyConfigured) as error:
         print(f"healthcheck: {error}", file=sys.stderr)
         return 1
-    print(f"healthcheck: /readyz answered {status}")
+    print(f"healthcheck: /readyz answered {status} at {address}")
     return 0 if status == 200 else 1
 
 

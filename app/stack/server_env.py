@@ -28,7 +28,8 @@ TRANSPORTS = ("unix", "tcp")
 @dataclass(frozen=True)
 class ServerEnv:
     # Where the server listens for nginx: a socket path (APP_TRANSPORT=unix) or host:port (tcp),
-    # as uWSGI's socket option takes it; gunicorn.conf.py adds gunicorn's unix: prefix.
+    # as uWSGI's socket option takes it. gunicorn's workers each take a path beside it
+    # (listen_addresses).
     bind: str
     workers: int
     threads: int
@@ -68,6 +69,17 @@ def listen_address() -> str:
     if not directory.startswith("/"):
         raise ImproperlyConfigured(f"APP_SOCKET_DIR must be an absolute path, got {directory!r}")
     return f"{directory.rstrip('/')}/{socket.gethostname()}.sock"
+
+
+def listen_addresses(server: str) -> list[str]:
+    """Every address `server` takes nginx's requests on. Over a Unix socket, each gunicorn worker
+    has one of its own, <hostname>.w<slot>.sock, so nginx balances per request between them
+    (gunicorn.conf.py says why); uWSGI's workers share <hostname>.sock. Over TCP, APP_BIND."""
+    address = listen_address()
+    if server != "gunicorn" or not address.startswith("/"):
+        return [address]
+    workers = env_int("APP_WORKERS", None, 1, 256)
+    return [f"{address.removesuffix('.sock')}.w{slot}.sock" for slot in range(workers)]
 
 
 def _metrics_bind() -> str:

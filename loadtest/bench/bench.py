@@ -346,7 +346,10 @@ class Bench:
             "missing": [asdict(m) for m in self.missing],
         }
         (self.results_dir / "raw.json").write_text(json.dumps(data, indent=1))
-        return report.write_report(data, self.results_dir)
+        # The last published run, whose headline figures the report puts beside this run's.
+        published = REPO / "docs" / "bench" / "raw.json"
+        previous = json.loads(published.read_text()) if published.exists() else None
+        return report.write_report(data, self.results_dir, previous)
 
     def versions(self) -> dict[str, str]:
         self.containers.focus(set(self.containers.ids))

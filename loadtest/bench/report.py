@@ -1,6 +1,6 @@
 """Turn bench.py's raw.json into report.md and PNG charts. No Docker here: the analysis is testable alone.
 
-python loadtest/bench/report.py results/bench/raw.json   # re-render a report from saved data
+python loadtest/bench/report.py results/bench/raw.json [previous/raw.json]   # re-render from saved data
 
 The work is split by kind: report_analysis.py computes the figures and verdicts; report_sections_*.py
 (1_3, 4_7, 8, 9, 10 and 11) write each section's Markdown from report_markdown.py's tables and cells and
@@ -26,6 +26,7 @@ from report_analysis import (
     ttfb_deltas,
 )
 from report_markdown import Results, generator_note, one_line
+from report_previous import comparison
 from report_sections_1_3 import introduction, peers_section, proxy_tax_section, servers_section
 from report_sections_4_7 import ceilings_section, generator_section, reproduce, sweep_section, ttfb_section
 from report_sections_8 import https_section
@@ -69,10 +70,13 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
 )
 
 
-def write_report(data: dict, out_dir: Path) -> Path:
-    """Write report.md and its charts into out_dir; return report.md's path."""
+def write_report(data: dict, out_dir: Path, previous: dict | None = None) -> Path:
+    """Write report.md and its charts into out_dir; return report.md's path. With the previous
+    run's raw data, its headline figures go beside this run's, after the introduction."""
     results = Results(data, out_dir)
-    md = [paragraph for section in SECTIONS for paragraph in section(results)]
+    first, *rest = SECTIONS
+    md = [*first(results), *comparison(data, previous)]
+    md += [paragraph for section in rest for paragraph in section(results)]
     path = out_dir / "report.md"
     path.write_text("\n".join(md))
     return path
@@ -80,7 +84,8 @@ def write_report(data: dict, out_dir: Path) -> Path:
 
 def main() -> None:
     raw = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results/bench/raw.json")
-    print(write_report(json.loads(raw.read_text()), raw.parent))
+    previous = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else None
+    print(write_report(json.loads(raw.read_text()), raw.parent, previous))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,124 @@
+"""gunicorn's workers share the load behind nginx's keep-alive pool: over the shipped Unix sockets
+each worker has a socket of its own, a server of its own in nginx's upstream (gunicorn.conf.py,
+bind; nginx.conf.template, least_conn)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+from harness import HOST, MODELS, LocalStack, app_workers, local_stack, wait_until
+
+# Requests per client. Each client sends one at a time on a kept-alive connection to nginx: the
+# moderate load under which one worker used to take nearly all of them (docs/bench/report.md, section 3).
+REQUESTS = 150
+
+
+@pytest.fixture(params=MODELS)
+def gunicorn_on_sockets(request) -> Iterator[LocalStack]:
+    running = local_stack("gunicorn", APP_TRANSPORT="unix", APP_WORKER_MODEL=request.param).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def socket_inodes(directory: str) -> dict[int, str]:
+    """The listening Unix sockets bound under `directory`: inode -> path (/proc/net/unix)."""
+    found = {}
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[7].startswith(directory + "/") and fields[3] == "00010000":  # __SO_ACCEPTCON
+            found[int(fields[6])] = fields[7]
+    return found
+
+
+def sockets_held(process: psutil.Process, inodes: dict[int, str]) -> set[str]:
+    """The paths of the sockets among `inodes` the process has open."""
+    held = set()
+    for fd in Path(f"/proc/{process.pid}/fd").iterdir():
+        match = re.fullmatch(r"socket:\[(\d+)\]", str(fd.readlink()))
+        if match and int(match.group(1)) in inodes:
+            held.add(inodes[int(match.group(1))])
+    return held
+
+
+def upstream_counts(stack: LocalStack, path: str, expected: int) -> collections.Counter[str]:
+    """How many requests for `path` nginx sent to each upstream address, from its JSON access log
+    (buffered: flushed each second)."""
+
+    def counts() -> collections.Counter[str]:
+        lines = Path(stack.env["NGINX_ACCESS_LOG"]).read_text().splitlines()
+        return collections.Counter(entry["upstream"] for entry in map(json.loads, lines) if entry["uri"] == path)
+
+    wait_until(lambda: sum(counts().values()) >= expected, 10, f"nginx to log {expected} requests for {path}")
+    return counts()
+
+
+def client(stack: LocalStack, path: str) -> list[int]:
+    with requests.Session() as session:
+        url = stack.base_url + path
+        return [session.get(url, headers={"Host": HOST}, timeout=10).status_code for _ in range(REQUESTS)]
+
+
+def test_each_gunicorn_worker_has_a_socket_and_an_even_share(gunicorn_on_sockets):
+    stack = gunicorn_on_sockets
+    directory = stack.env["APP_SOCKET_DIR"]
+    inodes = socket_inodes(directory)
+    workers = app_workers(psutil.Process(stack.app_pid()))
+    # A socket per worker, each held by the master and by that worker alone.
+    assert len(inodes) == len(workers) == int(stack.env["APP_WORKERS"])
+    assert sockets_held(psutil.Process(stack.app_pid()), inodes) == set(inodes.values())
+    held = [sockets_held(worker, inodes) for worker in workers]
+    assert sorted(len(paths) for paths in held) == [1] * len(workers)
+    assert set().union(*held) == set(inodes.values())
+    # Each is a server in nginx's upstream.
+    conf = (Path(stack.env["NGINX_RUN_DIR"]) / "nginx.conf").read_text()
+    assert {f"unix:{path}" for path in inodes.values()} <= set(re.findall(r"server (unix:\S+)", conf))
+
+    # One client, then two at once, a request at a time each.
+    assert client(stack, "/plaintext") == [200] * REQUESTS
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda path: client(stack, path), ["/json", "/json"]))
+    assert answers == [[200] * REQUESTS] * 2
+    for path, sent in (("/plaintext", REQUESTS), ("/json", 2 * REQUESTS)):
+        counts = upstream_counts(stack, path, sent)
+        shares = sorted(count / sent for count in counts.values())
+        print(f"{stack.env['APP_WORKER_MODEL']} {path}: shares {shares}")
+        assert len(counts) == len(workers) and all(0.4 <= share <= 0.6 for share in shares), counts
+
+
+def test_a_restarted_worker_takes_over_its_socket(gunicorn_on_sockets):
+    """A worker killed outright (as the heartbeat timeout does) leaves its socket with the master;
+    the worker started in its place accepts on it, and what waited there meanwhile is answered."""
+    stack = gunicorn_on_sockets
+    directory = stack.env["APP_SOCKET_DIR"]
+    inodes = socket_inodes(directory)
+    master = psutil.Process(stack.app_pid())
+    killed = app_workers(master)[0]
+    slot = sockets_held(killed, inodes)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
+    # Requests meanwhile: nginx sends some to the killed worker's socket, where they wait.
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda path: client(stack, path), ["/plaintext", "/plaintext"]))
+    assert answers == [[200] * REQUESTS] * 2
+
+    def replaced() -> bool:
+        workers = app_workers(master)
+        return len(workers) == 2 and killed.pid not in {worker.pid for worker in workers}
+
+    wait_until(replaced, 30, "gunicorn to start a worker in place of the killed one")
+    assert socket_inodes(directory) == inodes  # the same sockets, never re-made
+    assert any(sockets_held(worker, inodes) == slot for worker in app_workers(master))
+    # Some of the requests waited on the killed worker's socket, and were answered from it.
+    (path,) = slot
+    assert upstream_counts(stack, "/plaintext", 2 * REQUESTS)[f"unix:{path}"] >= 1
