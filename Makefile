@@ -184,7 +184,7 @@ loadtest-ui: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls ## Locust master + LOCUST_WO
 loadtest-ui-down: ## Stop the Locust containers, leaving the stack up
 	docker compose --profile loadtest rm --stop --force locust-master locust-worker
 
-bench: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS, databases, worker models, metrics' cost (~27 min)
+bench: $(SECRET_FILE) $(PG_PASSWORD_FILE) tls $(VENV)/.installed ## Benchmark report in RESULTS_DIR/bench: proxy tax, servers, peers, ceilings, streaming, sweep, HTTPS, databases, worker models, metrics' cost, nginx's work per change (~35 min)
 	$(call one_of,BENCH_PROFILE,$(BENCH_PROFILE),$(BENCH_PROFILES))
 	$(PYTHON) loadtest/bench/bench.py --profile $(BENCH_PROFILE) --results-dir $(RESULTS_DIR)/bench \
 	  $(foreach section,$(BENCH_ONLY),--only $(section))

@@ -16,6 +16,7 @@ from pathlib import Path
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, ThreadWorker
 
 from gunicorn import glogging
+from gunicorn import sock as gunicorn_sock
 
 app_dir = Path(__file__).resolve().parent.parent / "app"
 sys.path.insert(0, str(app_dir))
@@ -33,9 +34,8 @@ chdir = str(app_dir)
 # every connection it can and nginx reuses its most recently used idle connection (the busiest of
 # two workers took 0.70 to 0.97 of the requests: docs/bench/report.md, section 3). With a socket
 # each, nginx's least_conn picks the worker for every request, then one of its pooled connections.
-# The master binds them all and keeps them open, so what nginx queued on a restarting worker's
-# socket waits for the worker that takes its slot (pre_fork, post_fork below) instead of being
-# reset. gunicorn's umask (0) leaves the sockets writable by nginx's user, which connecting takes.
+# The master binds them all and keeps them open; a new worker takes the free slot (pre_fork,
+# post_fork below). gunicorn's umask (0) leaves the sockets writable by nginx's user.
 addresses = listen_addresses("gunicorn")
 worker_sockets = [address for address in addresses if address.startswith("/")]
 bind = [f"unix:{address}" if address.startswith("/") else address for address in addresses]
@@ -44,25 +44,55 @@ bind = [f"unix:{address}" if address.startswith("/") else address for address in
 backlog = 1024
 
 
+def accepts(path: str) -> bool:
+    """Whether a connection to this Unix socket is accepted (it lands in its queue; the worker
+    that takes it sees it closed, no request)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def refuse_new_connections(worker) -> bool:  # noqa: ANN001  (a gunicorn worker)
+    """A worker with a socket of its own that starts to stop (SIGTERM, MAX_REQUESTS, the watchdog):
+    new connections to it are refused at once, and nginx sends their requests to another worker,
+    instead of leaving them queued until the drain and the next worker's start are over (up to
+    GRACEFUL_TIMEOUT with a stream open). What is queued already can still be accepted. Shutting
+    down the reading side is what refuses (the kernel's unix_stream_connect checks it); it acts on
+    the socket itself, the master's copy too, so pre_fork gives the next worker a fresh one.
+    Not while no other worker's socket accepts (the others restarting too, or the master stopping
+    and their files gone): nginx would have nowhere to go and answer 503 (the restart drill, both
+    workers restarting within a second). Then its requests wait in its queue, for this worker's
+    drain (below) or the next worker. Whether it refused."""
+    own = getattr(worker, "own_path", None)
+    if own is None or not any(accepts(path) for path in worker_sockets if path != own):
+        return False
+    for listener in worker.sockets:
+        with contextlib.suppress(OSError):
+            getattr(listener, "sock", listener).shutdown(socket.SHUT_RD)
+    return True
+
+
 # gthread: a thread per request, keep-alive to nginx, and a stream holds one thread, not a
 # whole worker. The sync worker does no keep-alive and blocks a process per stream.
 # On SIGTERM a gthread worker stops accepting but keeps its copy of the listening socket open
 # until its drain ends, so a connection nginx makes meanwhile waits in the kernel's queue and is
-# reset at the exit, too late for nginx to retry it elsewhere (a 503 in a scale-down). Over TCP,
-# where the workers share the socket, this one closes it when the drain starts: new connections
-# are refused at once and nginx sends them to another replica (or answers 503 at once).
-# Over Unix sockets a worker has its own, and nginx keeps sending it requests while it drains: in a
-# restart (MAX_REQUESTS) they wait for the worker that takes its slot, and gthread's drain lasts
-# until nginx's idle connections to it have lingered 2 s (STOP_KEEPALIVE_LINGER). Measured in the
-# restart drill, a request waited 2.35 s. So this worker goes on accepting, answering each with
-# Connection: close, for that linger (in a stop the master has removed the socket files first, so
-# only what nginx queued before comes); then it accepts what is queued, so as not to reset it,
-# and closes its copy.
+# reset at the exit, too late for nginx to retry it elsewhere (a 503 in a scale-down). This one
+# stops new connections when the drain starts. Over TCP, where the workers share the socket, it
+# closes its copy: new connections are refused at once once every worker has (a stop), and nginx
+# sends them to another replica (or answers 503 at once). Over Unix sockets it refuses them on its
+# own socket (refuse_new_connections), accepts what is queued, so as not to reset it, and closes.
+# Where it may not refuse, it goes on accepting, answering with Connection: close, for as long as
+# gthread's drain lingers for idle connections (2 s, STOP_KEEPALIVE_LINGER): without that, a
+# request waited 2.35 s for the next worker in the restart drill (0.34 s with it).
 #
 # It also counts, for the metrics, connections waiting for a thread: gthread accepts at once and
 # queues them in the worker, where no listen backlog shows them.
 class ThreadWorkerRefusingWhenStopping(ThreadWorker):
-    own_socket = False  # set by post_fork below
+    own_path: str | None = None  # its socket's, set by post_fork below
+    stopped_accepting = False
     accept_until: float | None = None
 
     def enqueue_req(self, conn) -> None:  # noqa: ANN001  (gunicorn's signature)
@@ -74,24 +104,27 @@ class ThreadWorkerRefusingWhenStopping(ThreadWorker):
         return super().handle(conn)
 
     def set_accept_enabled(self, enabled: bool) -> None:
-        stopping = not enabled and not self.alive  # not merely at worker_connections
-        if stopping and self.own_socket and self.accept_until is None:
-            self.accept_until = time.monotonic() + STOP_KEEPALIVE_LINGER
+        stopping = not enabled and not self.alive and not self.stopped_accepting  # not merely at capacity
+        if stopping and self.own_path and self.accept_until is None and not refuse_new_connections(self):
+            self.accept_until = time.monotonic() + STOP_KEEPALIVE_LINGER  # murder_pending ends it
             return
         super().set_accept_enabled(enabled)
-        if stopping:
-            for listener in self.sockets:
+        if not stopping:
+            return
+        self.stopped_accepting = True
+        for listener in self.sockets:
+            if self.own_path:
                 for _ in range(backlog):  # accept() passes over EAGAIN: an empty queue
                     accepted = self.nr_conns
                     self.accept(listener)
                     if self.nr_conns == accepted:
                         break
-                listener.close()
+            listener.close()
 
     def murder_pending(self) -> None:
         """Called in every turn of the drain's loop, at least once a second."""
         super().murder_pending()
-        if self._accepting and self.accept_until is not None and time.monotonic() >= self.accept_until:
+        if self.accept_until is not None and not self.stopped_accepting and time.monotonic() >= self.accept_until:
             self.set_accept_enabled(False)
 
 
@@ -165,6 +198,8 @@ if shared.worker_model == "gevent":
         def start_closing_idle(self) -> None:
             if not self.closing:
                 self.closing = True
+                # gevent's server goes on accepting what is queued until the worker's loop closes it.
+                refuse_new_connections(self)
                 gevent.spawn(self.close_idle)
 
         def close_idle(self) -> None:
@@ -255,16 +290,28 @@ def when_ready(server) -> None:  # noqa: ANN001  (gunicorn's hook signature)
 
 
 def pre_fork(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signature)
-    """In the master: the new worker takes the lowest slot no live worker holds, so a restarted
-    worker takes over the socket of the one it replaces."""
+    """In the master: the new worker takes the lowest slot no live worker holds, and that slot's
+    socket. One its last worker refused (refuse_new_connections) is made again at the same path;
+    one that still accepts (its worker was killed) is kept, with the connections waiting in it."""
     taken = {getattr(sibling, "slot", None) for sibling in server.WORKERS.values()}
     worker.slot = next(slot for slot in itertools.count() if slot not in taken)
+    if worker.slot >= len(worker_sockets):
+        return
+    path = worker_sockets[worker.slot]
+    if accepts(path):
+        return
+    index = next(i for i, listener in enumerate(server.LISTENERS) if listener.cfg_addr == path)
+    old = server.LISTENERS[index]
+    # The list the new worker was given (worker.sockets) is this one.
+    server.LISTENERS[index] = gunicorn_sock.UnixSocket(path, server.cfg, server.log)
+    old.close()
 
 
 def post_fork(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signature)
     """In the worker: accept on its own slot's socket, and on any that is no worker's own (the
-    bench's TCP port); not on the other workers' sockets. A worker beyond APP_WORKERS (gunicorn's
-    TTIN signal) has no slot of its own and accepts on all."""
+    bench's TCP port); not on the other workers' sockets. A worker beyond APP_WORKERS has no slot
+    of its own and accepts on all: one added with gunicorn's TTIN signal, or one a HUP starts while
+    the old workers still hold the slots."""
     if worker.slot >= len(worker_sockets):
         return
     others = set(worker_sockets) - {worker_sockets[worker.slot]}
@@ -272,7 +319,7 @@ def post_fork(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signatu
         if listener.cfg_addr in others:
             listener.close()
     worker.sockets = [listener for listener in worker.sockets if listener.cfg_addr not in others]
-    worker.own_socket = True
+    worker.own_path = worker_sockets[worker.slot]
 
 
 def child_exit(server, worker) -> None:  # noqa: ANN001  (gunicorn's hook signature)

@@ -33,8 +33,8 @@ import psutil
 from compose_project import free_port
 from dotenv_file import read_dotenv  # the .env reader of the Makefile too; tests import it from here
 from stack.healthcheck import status_of
+from stack.server_env import TRANSPORTS, listen_addresses  # noqa: F401  (TRANSPORTS: the drills run over each)
 from stack.server_env import WORKER_MODELS as MODELS  # noqa: F401  (the drills run under each)
-from stack.server_env import listen_addresses
 from swap import answering_server, record_event
 
 ROOT = Path(__file__).resolve().parent.parent

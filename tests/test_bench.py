@@ -10,6 +10,7 @@ import sys
 import pytest
 import report  # loadtest/bench/report.py
 import report_previous
+import report_sections_12
 from compose_stack import ensure_secret_file
 from harness import ROOT, read_dotenv
 
@@ -71,6 +72,26 @@ def test_the_report_puts_each_headline_figure_beside_the_previous_runs():
     # No previous run, or one of another profile (a CI's tiny bench): no comparison.
     assert report_previous.comparison(data(950, 0.5), None) == []
     assert report_previous.comparison(data(950, 0.5, "tiny"), data(730, 0.87)) == []
+
+
+def test_an_nginx_change_is_paired_by_round_and_stands_out_only_if_every_round_agrees():
+    def nginx_run(label: str, round_no: int, rps: float, nginx_cores: float) -> dict:
+        return {**run("nginx-cost", label, rps, round_no), "cpu": {"nginx-gunicorn": nginx_cores}}
+
+    runs = [
+        nginx_run("gzip off shipped", 1, 2000, 0.24),  # 120 us per request
+        nginx_run("gzip off changed", 1, 2100, 0.21),  # 100 us
+        nginx_run("gzip off shipped", 2, 2000, 0.22),  # 110 us
+        nginx_run("gzip off changed", 2, 2000, 0.20),  # 100 us
+        nginx_run("gzip off changed", 3, 2000, 0.20),  # no shipped run in round 3: left out
+    ]
+    found = report_sections_12.change_figures(runs, "gzip off")
+    assert found["differences"] == pytest.approx([-20, -10])
+    assert found["difference"] == pytest.approx(-15) and found["clear"]
+    assert found["ratio"] == pytest.approx(1.025)
+    runs[3]["cpu"]["nginx-gunicorn"] = 0.24  # round 2 now went the other way: inside the noise
+    assert not report_sections_12.change_figures(runs, "gzip off")["clear"]
+    assert report_sections_12.change_figures(runs, "access log off") is None
 
 
 def test_a_round_where_one_worker_did_the_work_is_left_out_of_the_proxy_tax():
@@ -291,6 +312,7 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         "## 9. Databases",
         "## 10. Worker models",
         "## 11. What monitoring costs",
+        "## 12. nginx's per-request work",
     ):
         assert heading in text
     for chart in ("proxy_tax.png", "servers.png", "peers.png", "ceilings.png", "ttfb.png", "sweep.png"):
@@ -311,7 +333,11 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
         "databases",
         "models",
         "metrics",
+        "nginx-cost",
     }
+    # Every nginx change applied to the running config (the run fails when one matches nothing).
+    changes = {r["label"] for r in data["runs"] if r["section"] == "nginx-cost"}
+    assert changes == {f"{name} {how}" for name in report_sections_12.CHANGES for how in ("shipped", "changed")}
     # Section 1 measured the shipped paths, the Unix-socket ones and the naive peer's, and read the CPU
     # of the nginx and the app server on each (the report's per-request table rests on them).
     tax = report.proxy_tax(data["runs"])

@@ -12,14 +12,26 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 import requests
-from harness import HOST, MODELS, SERVERS, LocalStack, app_workers, burst, local_stack, read_dotenv, wait_until
+from harness import (
+    HOST,
+    MODELS,
+    SERVERS,
+    TRANSPORTS,
+    LocalStack,
+    app_workers,
+    burst,
+    local_stack,
+    read_dotenv,
+    wait_until,
+)
 
 
 def get(stack: LocalStack, path: str, timeout: float = 15) -> requests.Response:
     return requests.get(stack.base_url + path, headers={"Host": HOST}, timeout=timeout)
 
 
-# The drills that a worker's own socket changes (the stop, the restarts) run on .env's transport.
+# The drills that a worker's own socket changes: the stop on both transports (a gunicorn worker
+# closes a shared TCP socket, refuses on its own Unix one), the restarts on .env's.
 SHIPPED_TRANSPORT = read_dotenv()["APP_TRANSPORT"]
 
 
@@ -36,10 +48,11 @@ def in_flight(stack: LocalStack) -> int:
     return 3 * int(stack.env["APP_WORKERS"]) * int(stack.env["APP_THREADS"])
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("server", SERVERS)
-def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(server, model):
-    stack = local_stack(server, APP_WORKER_MODEL=model, APP_TRANSPORT=SHIPPED_TRANSPORT).start()
+def test_sigterm_answers_every_request_handed_to_the_server_then_nginx_says_503(server, model, transport):
+    stack = local_stack(server, APP_WORKER_MODEL=model, APP_TRANSPORT=transport).start()
     count = in_flight(stack)
     try:
         slow = burst(lambda: get(stack, "/slow?ms=2000", 60).status_code, count)

@@ -136,3 +136,39 @@ def test_over_unix_sockets_a_server_with_no_socket_that_answers_is_refused(unix_
     assert done.returncode == 2
     assert f"no socket of gunicorn in {unix_stack.env['APP_SOCKET_ROOT']}/gunicorn accepts a connection" in done.stderr
     assert run_dir_state(unix_stack) == before
+
+
+def test_a_replica_stays_whole_while_any_of_its_sockets_accepts(tmp_path):
+    """upstream-servers.sh: a gunicorn worker that is restarting refuses on its own socket while
+    its sibling accepts, and stays in the upstream; a replica whose sockets all refuse is left out."""
+    directory = tmp_path / "gunicorn"
+    directory.mkdir()
+    sockets = []
+
+    def bind(name: str, listening: bool) -> None:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(directory / name))
+        if listening:
+            sock.listen(8)
+        sockets.append(sock)
+
+    bind("a.w0.sock", listening=True)
+    bind("a.w1.sock", listening=False)  # restarting: refuses
+    bind("b.w0.sock", listening=False)  # killed: both refuse
+    bind("b.w1.sock", listening=False)
+    bind("c.sock", listening=True)  # uWSGI's one
+    bind("d.sock", listening=False)
+    try:
+        done = subprocess.run(
+            [str(ROOT / "nginx" / "upstream-servers.sh"), "gunicorn", "unused"],
+            env={"PATH": "/usr/bin:/bin", "APP_TRANSPORT": "unix", "APP_SOCKET_ROOT": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+    finally:
+        for sock in sockets:
+            sock.close()
+    listed = [line.split()[1] for line in done.stdout.splitlines()]
+    assert listed == [f"unix:{directory / name}" for name in ("a.w0.sock", "a.w1.sock", "c.sock")]

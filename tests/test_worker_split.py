@@ -8,6 +8,10 @@ import collections
 import json
 import re
 import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from harness import HOST, MODELS, LocalStack, app_workers, local_stack, wait_until
+from harness import APP_DIR, HOST, MODELS, LocalStack, app_workers, local_stack, wait_until
+from stack.healthcheck import status_of
 
 # Requests per client. Each client sends one at a time on a kept-alive connection to nginx: the
 # moderate load under which one worker used to take nearly all of them (docs/bench/report.md, section 3).
@@ -114,7 +119,7 @@ def test_a_restarted_worker_takes_over_its_socket(gunicorn_on_sockets):
 
     def replaced() -> bool:
         workers = app_workers(master)
-        return len(workers) == 2 and killed.pid not in {worker.pid for worker in workers}
+        return len(workers) == int(stack.env["APP_WORKERS"]) and killed.pid not in {worker.pid for worker in workers}
 
     wait_until(replaced, 30, "gunicorn to start a worker in place of the killed one")
     assert socket_inodes(directory) == inodes  # the same sockets, never re-made
@@ -122,3 +127,48 @@ def test_a_restarted_worker_takes_over_its_socket(gunicorn_on_sockets):
     # Some of the requests waited on the killed worker's socket, and were answered from it.
     (path,) = slot
     assert upstream_counts(stack, "/plaintext", 2 * REQUESTS)[f"unix:{path}"] >= 1
+
+
+def refuses(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+    return False
+
+
+def test_a_stopping_worker_refuses_new_connections_and_its_successor_gets_a_fresh_socket(gunicorn_on_sockets):
+    """A worker told to stop (as MAX_REQUESTS and the watchdog do) refuses new connections on its
+    socket at once, so nginx sends those requests to another worker instead of queueing them
+    behind the drain; the worker that takes its slot accepts on a fresh socket at the same path."""
+    stack = gunicorn_on_sockets
+    inodes = socket_inodes(stack.env["APP_SOCKET_DIR"])
+    master = psutil.Process(stack.app_pid())
+    stopping = app_workers(master)[0]
+    (path,) = sockets_held(stopping, inodes)
+    with ThreadPoolExecutor(1) as pool:
+        # A request in the worker's hands when the stop comes: answered, and the drain lasts 2 s.
+        slow = pool.submit(status_of, "http", path, "/slow?ms=2000")
+        time.sleep(0.5)
+        stopping.send_signal(signal.SIGTERM)
+        wait_until(lambda: refuses(path), 3, "the stopping worker to refuse new connections")
+        # Meanwhile nginx answers from the other worker, at once.
+        started = time.monotonic()
+        assert client(stack, "/plaintext") == [200] * REQUESTS
+        took = time.monotonic() - started
+        assert slow.result(timeout=30) == 200
+    wait_until(lambda: not stopping.is_running(), 30, "the stopping worker to exit")
+    wait_until(lambda: not refuses(path), 30, "a new worker to accept on the slot's socket")
+    assert path in socket_inodes(stack.env["APP_SOCKET_DIR"]).values()
+    assert status_of("http", path) == 200
+    print(f"{stack.env['APP_WORKER_MODEL']}: {REQUESTS} requests during the drain in {took:.2f} s")
+    assert took < 2, "requests waited for the stopping worker"
+    # The container healthcheck asks every socket.
+    check = subprocess.run(
+        [sys.executable, "-m", "stack.healthcheck", "http"], env=stack.env, cwd=APP_DIR, capture_output=True, text=True
+    )
+    assert (check.returncode, check.stdout.strip()) == (
+        0,
+        f"healthcheck: /readyz answered 200 on {len(inodes)} socket(s)",
+    )

@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO / "cgroup-exporter"))
 import bench_databases  # noqa: E402
 import bench_https  # noqa: E402
 import bench_models  # noqa: E402
+import bench_nginx_cost  # noqa: E402
 import bench_sections  # noqa: E402
 import local_tls  # noqa: E402
 import report  # noqa: E402
@@ -414,6 +415,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "databases": bench_databases.databases,
     "models": bench_models.models,
     "metrics": bench_sections.metrics_cost,
+    "nginx-cost": bench_nginx_cost.nginx_cost,
     "sweep": bench_sections.sweep,
 }
 

@@ -119,6 +119,8 @@ class Profile:
     # STREAMS_STEP_S, STREAMS_MAX): gevent in hundreds to past the goal of 2,000, threads two at a time
     # past its 2 x 4 threads.
     streams_ramps: tuple[tuple[str, tuple[int, int, int]], ...]
+    # Section 12: rounds of each nginx change against the shipped config (a run each, duration_s long).
+    nginx_cost_rounds: int
 
 
 FULL = Profile(
@@ -143,9 +145,11 @@ FULL = Profile(
     page_sets=240,
     db_endpoints=tuple(DB_ENDPOINTS),
     streams_ramps=(("threads", (2, 10, 16)), ("gevent", (500, 20, 3000))),
+    # Many short pairs: three rounds of 6 s left a change's cost inside the noise between runs.
+    nginx_cost_rounds=6,
 )
 PROFILES = {
-    # About 26 minutes on 2 cores, once the images are built.
+    # About 35 minutes on 2 cores, once the images are built.
     "full": FULL,
     # Seconds of load, every section and code path once: CI's check that the command works.
     "tiny": replace(
@@ -167,5 +171,6 @@ PROFILES = {
         page_sets=48,
         db_endpoints=("db", "items"),
         streams_ramps=(("threads", (2, 6, 4)), ("gevent", (50, 6, 100))),
+        nginx_cost_rounds=1,
     ),
 }

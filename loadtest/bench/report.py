@@ -3,7 +3,7 @@
 python loadtest/bench/report.py results/bench/raw.json [previous/raw.json]   # re-render from saved data
 
 The work is split by kind: report_analysis.py computes the figures and verdicts; report_sections_*.py
-(1_3, 4_7, 8, 9, 10 and 11) write each section's Markdown from report_markdown.py's tables and cells and
+(1_3, 4_7, 8, 9, 10, 11 and 12) write each section's Markdown from report_markdown.py's tables and cells and
 report_template.md's prose; report_charts.py draws the charts.
 This module puts the sections in order, and keeps the names bench.py and the tests use.
 """
@@ -33,6 +33,7 @@ from report_sections_8 import https_section
 from report_sections_9 import databases_section
 from report_sections_10 import models_section
 from report_sections_11 import metrics_section
+from report_sections_12 import nginx_cost_section
 
 __all__ = [
     "PROXY_PATHS",
@@ -66,6 +67,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     databases_section,  # 9. SQLite against PostgreSQL, persistent connections against a pool
     models_section,  # 10. threads against gevent: ordinary requests, and open event streams
     metrics_section,  # 11. what the app's metrics cost, on against off
+    nginx_cost_section,  # 12. nginx's per-request work, one config change at a time
     reproduce,
 )
 
