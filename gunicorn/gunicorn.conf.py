@@ -70,8 +70,11 @@ def refuse_new_connections(worker) -> bool:  # noqa: ANN001  (a gunicorn worker)
     if own is None or not any(accepts(path) for path in worker_sockets if path != own):
         return False
     for listener in worker.sockets:
-        with contextlib.suppress(OSError):
-            getattr(listener, "sock", listener).shutdown(socket.SHUT_RD)
+        # Its own socket only: on a socket every worker shares (the bench's TCP port) the shutdown
+        # would stop the others accepting too.
+        if listener.getsockname() == own:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RD)
     return True
 
 
@@ -113,7 +116,7 @@ class ThreadWorkerRefusingWhenStopping(ThreadWorker):
             return
         self.stopped_accepting = True
         for listener in self.sockets:
-            if self.own_path:
+            if self.own_path and listener.getsockname() == self.own_path:
                 for _ in range(backlog):  # accept() passes over EAGAIN: an empty queue
                     accepted = self.nr_conns
                     self.accept(listener)

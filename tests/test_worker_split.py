@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from harness import APP_DIR, HOST, MODELS, LocalStack, app_workers, local_stack, wait_until
+from harness import APP_DIR, HOST, MODELS, ROOT, LocalStack, app_workers, free_port, local_stack, wait_until
 from stack.healthcheck import status_of
 
 # Requests per client. Each client sends one at a time on a kept-alive connection to nginx: the
@@ -172,3 +172,40 @@ def test_a_stopping_worker_refuses_new_connections_and_its_successor_gets_a_fres
         0,
         f"healthcheck: /readyz answered 200 on {len(inodes)} socket(s)",
     )
+
+
+def test_a_restarting_worker_leaves_a_socket_all_workers_share_accepting(tmp_path):
+    """The bench adds a TCP port every worker accepts on (loadtest/bench/gunicorn_tcp_too.py): a
+    worker's refusal must stop only its own socket. Workers restart every 50 requests here."""
+    port = free_port()
+    config = tmp_path / "tcp_too.py"
+    config.write_text(
+        "import runpy\n"
+        f"shipped = runpy.run_path({str(ROOT / 'gunicorn' / 'gunicorn.conf.py')!r})\n"
+        "globals().update({k: v for k, v in shipped.items() if not k.startswith('__')})\n"
+        f"bind = [*shipped['bind'], '127.0.0.1:{port}']\n"
+    )
+    stack = local_stack("gunicorn", APP_TRANSPORT="unix")
+    env = {**stack.env, "MAX_REQUESTS": "50", "MAX_REQUESTS_JITTER": "0"}
+    Path(env["APP_SOCKET_DIR"]).mkdir(parents=True)
+    log = (tmp_path / "gunicorn.log").open("wb")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", str(config)], cwd=APP_DIR, env=env, stdout=log, stderr=log
+    )
+    url = f"http://127.0.0.1:{port}/plaintext"
+    try:
+
+        def answers() -> bool:
+            try:
+                return status_of("http", port, "/plaintext") == 200
+            except (OSError, ValueError, IndexError):
+                return False
+
+        wait_until(answers, 30, "gunicorn to answer on its TCP port")
+        with requests.Session() as session:
+            statuses = [session.get(url, headers={"Host": HOST}, timeout=10).status_code for _ in range(300)]
+    finally:
+        server.terminate()
+        server.wait(40)
+    assert statuses == [200] * 300
+    assert (tmp_path / "gunicorn.log").read_text().count("Autorestarting worker") >= 4

@@ -83,6 +83,7 @@ def load(bench: Bench, conf: str) -> None:
 def nginx_cost(bench: Bench) -> None:
     print("12. nginx's per-request work, one change at a time", flush=True)
     url = VIA_NGINX["gunicorn"] + "/plaintext"
+    bench.focus(url)  # the rest paused: nginx-gunicorn too, after the section before
     shipped = ""
     with bench.step(SECTION, what="the shipped config"):
         shipped = bench.containers.exec(NGINX, "cat", CONF, timeout=30)
