@@ -20,10 +20,11 @@ from pathlib import Path
 import bench  # loadtest/bench/bench.py
 import bench_databases  # loadtest/bench/bench_databases.py
 import bench_models  # loadtest/bench/bench_models.py
+import bench_nginx_cost  # loadtest/bench/bench_nginx_cost.py
 import psutil
 import pytest
 import report  # loadtest/bench/report.py
-from harness import wait_until
+from harness import ROOT, wait_until
 
 
 class LocalContainers:
@@ -243,6 +244,13 @@ class FakeContainers:
         if argv[:2] == ("sh", "-c") and "locust" in argv[2]:
             stats = [{"num_requests": 900, "num_failures": 0, "start_time": 10.0, "last_request_timestamp": 13.0}]
             return json.dumps(stats)
+        if argv == ("cat", "/tmp/nginx/nginx.conf"):  # section 12: the template as render.sh fills it
+            template = (ROOT / "nginx" / "nginx.conf.template").read_text()
+            return template.replace("${NGINX_CONF_DIR}", "/etc/nginx/stack").replace("${APP_SERVER}", "gunicorn")
+        if argv[0] == "cat" and argv[1].startswith("/etc/nginx/stack/"):
+            return (ROOT / "nginx" / argv[1].removeprefix("/etc/nginx/stack/")).read_text()
+        if argv[:2] == ("flock", "/tmp/nginx/config.lock"):  # section 12 loads a config
+            return ""
         raise AssertionError(f"the bench ran something unexpected: {argv}")
 
 
@@ -278,6 +286,7 @@ def run_bench(monkeypatch, tmp_path, fail, dotenv="APP_WORKERS=2\nAPP_THREADS=4\
     monkeypatch.setattr(bench, "Containers", lambda: containers)
     monkeypatch.setattr(bench, "compose", compose)
     monkeypatch.setattr(bench.Bench, "versions", lambda self: {"wrk": "fake"})
+    monkeypatch.setattr(bench_nginx_cost, "SETTLE_S", 0)  # no nginx here to settle after a reload
     for name in ("APP_WORKERS", "APP_THREADS"):
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "results"
@@ -299,6 +308,9 @@ def test_a_complete_run_exits_0_with_every_figure_in_the_report(monkeypatch, tmp
     for chart in ("proxy_tax.png", "servers.png", "peers.png", "ceilings.png", "ttfb.png", "sweep.png"):
         assert f"]({chart})" in text
     assert "Incomplete" not in capsys.readouterr().out
+    # Section 12: every change to the shipped template applied, and a row for it.
+    for change in bench_nginx_cost.CHANGES:
+        assert f"| {change} | 1 |" in text
 
 
 WRK_ERROR = "RuntimeError: wrk -t1 -c8... in loadgen exited 1: injected failure"
