@@ -168,7 +168,7 @@ def test_scaling_the_app_from_2_to_6_replicas_and_back_under_load_fails_no_reque
         lab.make_ok("swarm-deploy", env=lab.manager(SWARM_REPLICAS="6"))
         lab.make_ok("swarm-deploy", env=lab.manager(SWARM_REPLICAS="2"))
 
-    summary = lab.under_load(tmp_path, 60, scale)
+    summary = lab.under_load(tmp_path, 45, scale)
     served_by_every_replica_without_a_failure(summary)
 
 
@@ -198,7 +198,7 @@ def test_draining_a_worker_node_under_load_moves_its_replicas_and_fails_no_reque
             time.sleep(1)
 
     try:
-        summary = lab.under_load(tmp_path, 60, drain)
+        summary = lab.under_load(tmp_path, 40, drain)
     finally:
         lab.docker("node", "update", "--availability", "active", "node3")
     served_by_every_replica_without_a_failure(summary)
@@ -244,7 +244,7 @@ def test_switching_app_server_there_and_back_under_load_fails_no_request_nor_res
             services = lab.docker("service", "ls", "--format", "{{.Name}}").split()
             assert f"wsgi-stack_{server}" in services and len(services) == 3, services
 
-    summary = lab.under_load(tmp_path, 75, there_and_back)
+    summary = lab.under_load(tmp_path, 60, there_and_back)
     served_by_every_replica_without_a_failure(summary)
     # The same nginx task served throughout: it was repointed and relabelled, never restarted.
     assert nginx_task(lab) == before
@@ -294,9 +294,14 @@ def test_killing_a_worker_node_under_load_fails_boundedly_and_its_replicas_come_
           f"{REPLICAS} replicas ran on node2 after {took['replicas']:.1f} s; {len(failed)} requests failed, "
           f"started {min(failed, default=0):.1f} to {max(failed, default=0):.1f} s after the kill")  # fmt: skip
     # What fails is what nginx sent to node3 before its follower saw the addresses go (it looks
-    # every 2 s): each such request waits out nginx's budget (REQUEST_TIMEOUT + 5 s), then is a 504.
-    # Nothing sent once they were gone fails.
-    assert all(": code=504" in reason for reason in summary["failure_reasons"]), summary["failure_reasons"]
+    # every 2 s): each such request waits out nginx's budget (REQUEST_TIMEOUT + 5 s), then is a 504,
+    # or, if node3 died between the response's headers and its body, nginx has already passed the
+    # status on and can only close the connection: an incomplete response. Nothing sent once the
+    # addresses were gone fails.
+    in_flight = (": code=504", "Incomplete response")
+    assert all(any(kind in reason for kind in in_flight) for reason in summary["failure_reasons"]), summary[
+        "failure_reasons"
+    ]
     assert all(-1 < start < took["dns"] + 3 for start in failed), (took, failed)
 
 
