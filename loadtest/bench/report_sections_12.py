@@ -4,7 +4,7 @@ As the other report_sections_*: the Results in, paragraphs out.
 
 import math
 
-from bench_nginx_cost import CHANGES, NGINX, SECTION
+from bench_nginx_cost import ALL, CHANGES, NGINX, SECTION
 from report_analysis import by_label, failures, med, missing_reason
 from report_markdown import Results, generator_note, heading, missing_note, na, para, table
 
@@ -67,5 +67,8 @@ def nginx_cost_section(results: Results) -> list[str]:
             clear.append(f"{name} ({found['difference']:+.0f} µs)")
     md += [table(header, rows), ""]
     md.append(para("nginx_cost_verdict", saved="; ".join(clear) or "none"))
+    floor = change_figures(runs, ALL)
+    if floor is not None:
+        md.append(para("nginx_cost_floor", shipped=f"{floor['shipped_us']:.0f}", floor=f"{floor['changed_us']:.0f}"))
     md.extend(missing_note(missing, SECTION))
     return md
