@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
+import bench_sections
 import pytest
 import report  # loadtest/bench/report.py
 import report_previous
+import report_sections_1_3
 import report_sections_12
 from compose_stack import ensure_secret_file
 from harness import ROOT, read_dotenv
@@ -51,6 +54,31 @@ def test_proxy_tax_is_the_median_of_per_round_ratios_against_the_target():
     assert tax["gunicorn, TCP"]["ratio"] == pytest.approx(870 / 900)  # 0.99, 0.95, 0.967
     assert not tax["gunicorn, TCP"]["shipped"]
     assert "uwsgi, TCP" not in tax  # no runs, no row
+
+
+def test_the_pairs_on_separate_cores_are_reported_beside_the_shipped_ones_and_not_judged(tmp_path):
+    def pair(name: str, direct: float, nginx: float) -> list[dict]:
+        cpu = {"nginx-gunicorn": 0.25, "gunicorn": 1.0}
+        return [
+            {**run("proxy-tax", f"{name} direct", direct), "cpu": cpu},
+            {**run("proxy-tax", f"{name} nginx", nginx), "cpu": cpu},
+        ]
+
+    runs = pair("gunicorn", 4000, 3200) + pair("gunicorn, separate cores", 2500, 2750)
+    data = {"runs": runs, "separate_cores": {"app": "0", "nginx": "1"}}
+    tax = report.proxy_tax(runs)
+    assert tax["gunicorn, separate cores"]["ratio"] == pytest.approx(1.1)
+    assert not tax["gunicorn, separate cores"]["shipped"]
+    md = "\n".join(report_sections_1_3.proxy_tax_section(report.Results(data, tmp_path)))
+    assert "| gunicorn, separate cores | 2,500 (one run) | 2,750 (one run) | 1.100 (1.10) |" in md
+    assert "(placement) |" in md and "| gunicorn | 4,000" in md and "**not met** |" in md
+    # The paragraph gives the cores and the ratio measured there, in place of the untested advice.
+    assert "held to CPU 0 and nginx and the generator to CPU 1" in md
+    assert "gunicorn through nginx kept 1.100 of its direct rate, 2,750 req/s against 3,200 with the cores shared" in md
+    assert "What else would close the gap" not in md
+    # A run without them (an older raw.json) keeps the advice.
+    older = "\n".join(report_sections_1_3.proxy_tax_section(report.Results({"runs": runs[:2]}, tmp_path)))
+    assert "What else would close the gap" in older and "separate cores" not in older
 
 
 def test_the_report_puts_each_headline_figure_beside_the_previous_runs():
@@ -342,6 +370,13 @@ def test_tiny_bench_runs_every_section_on_real_containers(tmp_path):
     # of the nginx and the app server on each (the report's per-request table rests on them).
     tax = report.proxy_tax(data["runs"])
     assert set(tax) == set(report.PROXY_PATHS)
+    # The separate-cores pairs ran with the app server on the first half of the cores, nginx on the rest.
+    cores = os.cpu_count() or 1
+    halves = {
+        "app": bench_sections.cpu_list(0, cores // 2 - 1),
+        "nginx": bench_sections.cpu_list(cores // 2, cores - 1),
+    }
+    assert data["separate_cores"] == halves
     for name, path in tax.items():
         for r in path["nginx_runs"]:
             assert r["cpu"][path["nginx_service"]] > 0 and r["cpu"][path["app_service"]] > 0, name

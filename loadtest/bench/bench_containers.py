@@ -103,6 +103,22 @@ class Containers:
         # A recreated container starts unpaused; one left paused by an earlier run stays so.
         self.paused = self.read_paused()
 
+    @contextmanager
+    def pinned(self, cpus: dict[str, str]) -> Iterator[None]:
+        """These services on these cores (`docker update --cpuset-cpus`, paused or not), every core again after."""
+        every = f"0-{(os.cpu_count() or 1) - 1}"
+        try:
+            for service, cores in cpus.items():
+                done = subprocess.run(
+                    ["docker", "update", "--cpuset-cpus", cores, self.ids[service]], text=True, capture_output=True
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(f"docker update --cpuset-cpus {cores} {service}: {done.stderr.strip()}")
+            yield
+        finally:
+            for service in cpus:
+                subprocess.run(["docker", "update", "--cpuset-cpus", every, self.ids[service]], capture_output=True)
+
     def hostname(self, service: str) -> str:
         # Docker's default hostname, which the app reports as X-App-Instance.
         return self.ids[service][:12]

@@ -24,6 +24,7 @@ from bench_targets import (
     NAIVE_VIA_NGINX,
     NGINX_ONLY_HOST,
     PEERS,
+    SEPARATE_CORES,
     SERVERS,
     SWEEP_MIX,
     VIA_NGINX,
@@ -45,6 +46,34 @@ def proxy_tax(bench: Bench) -> None:
         for name, targets in paths.items():
             for how, base in reversed(targets) if reverse else targets:
                 bench.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
+    with bench.step("proxy-tax", "separate cores", what="placement"):
+        _proxy_tax_separate_cores(bench)
+
+
+def _proxy_tax_separate_cores(bench: Bench) -> None:
+    """The same pairs with nginx's CPU taken from cores the app server cannot use, as in production.
+
+    The app server gets the first half of the cores, nginx and wrk the rest (`docker update
+    --cpuset-cpus`), for its direct runs too: both sides of a pair have the same cores for the app.
+    """
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        raise RuntimeError("one core: nothing to put nginx on apart from the app server")
+    half = cores // 2
+    app, front = cpu_list(0, half - 1), cpu_list(half, cores - 1)
+    bench.extra["separate_cores"] = {"app": app, "nginx": front}
+    for server in SERVERS:
+        name = f"{server}{SEPARATE_CORES}"
+        targets = [("direct", DIRECT[server]), ("nginx", VIA_NGINX[server])]
+        with bench.containers.pinned({server: app, f"nginx-{server}": front, "loadgen": front}):
+            for round_no, reverse in bench.rounds():
+                for how, base in reversed(targets) if reverse else targets:
+                    bench.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
+
+
+def cpu_list(first: int, last: int) -> str:
+    """Cores first to last as cpuset lists them: "1", "0-3"."""
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def metrics_cost(bench: Bench) -> None:

@@ -17,6 +17,8 @@ VIA_NGINX = {"gunicorn": "http://nginx-gunicorn:8080", "uwsgi": "http://nginx-uw
 VIA_NGINX_TLS = {"gunicorn": "https://nginx-gunicorn:8443", "uwsgi": "https://nginx-uwsgi:8443"}
 # The same nginx config and server containers over TCP, as across hosts (section 1 only).
 VIA_NGINX_TCP = {"gunicorn": "http://nginx-gunicorn-tcp:8080", "uwsgi": "http://nginx-uwsgi-tcp:8080"}
+# Section 1's pairs again with the app server and nginx on separate cores (their names' suffix).
+SEPARATE_CORES = ", separate cores"
 HELLO_DIRECT = {"gunicorn": "http://hello-gunicorn:8000", "uwsgi": "http://hello-uwsgi:8001"}
 HELLO_VIA_NGINX = {"gunicorn": "http://nginx-hello-gunicorn:8080", "uwsgi": "http://nginx-hello-uwsgi:8080"}
 # Peers behind one nginx, a port each (loadtest/bench/peers/nginx.conf).

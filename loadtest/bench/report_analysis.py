@@ -10,6 +10,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 
+from bench_targets import SEPARATE_CORES
 from percentiles import percentile
 
 PROXY_TAX_TARGET = 0.95
@@ -31,6 +32,11 @@ PROXY_PATHS = {
     "uwsgi": ("uwsgi direct", "uwsgi nginx", "nginx-uwsgi", "uwsgi"),
     "gunicorn, TCP": ("gunicorn direct", "gunicorn nginx-tcp", "nginx-gunicorn-tcp", "gunicorn"),
     "uwsgi, TCP": ("uwsgi direct", "uwsgi nginx-tcp", "nginx-uwsgi-tcp", "uwsgi"),
+    # The shipped pairs again with the app server and nginx on separate cores (bench_sections.py).
+    **{
+        f"{s}{SEPARATE_CORES}": (f"{s}{SEPARATE_CORES} direct", f"{s}{SEPARATE_CORES} nginx", f"nginx-{s}", s)
+        for s in SERVERS
+    },
     "peer: gunicorn defaults": (
         "peer: gunicorn defaults direct",
         "peer: gunicorn defaults nginx",

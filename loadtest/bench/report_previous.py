@@ -7,6 +7,7 @@ shows as "-".
 
 import math
 
+from bench_targets import SEPARATE_CORES
 from report_analysis import SERVERS, by_label, proxy_costs, proxy_tax
 
 NAMES = {"gunicorn": "gunicorn", "uwsgi": "uWSGI"}
@@ -16,6 +17,8 @@ PATHS = {
     "uwsgi": "uWSGI, Unix socket (shipped)",
     "gunicorn, TCP": "gunicorn, TCP",
     "uwsgi, TCP": "uWSGI, TCP",
+    f"gunicorn{SEPARATE_CORES}": "gunicorn, Unix socket, app server and nginx on separate cores",
+    f"uwsgi{SEPARATE_CORES}": "uWSGI, Unix socket, app server and nginx on separate cores",
 }
 
 

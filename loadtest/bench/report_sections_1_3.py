@@ -5,7 +5,10 @@ report's paragraphs; report.py puts them in order and joins them with newlines. 
 report_template.md, the figures and verdicts come from report_analysis.py, the charts from report_charts.py.
 """
 
+import math
+
 import report_charts as charts
+from bench_targets import SEPARATE_CORES
 from report_analysis import (
     OURS,
     PEER_MATCH,
@@ -118,7 +121,12 @@ def proxy_tax_section(results: Results) -> list[str]:
         )
     header = ["path", "direct req/s", "through nginx req/s", "ratio (per round)", "p99 ms direct / nginx"]
     header += ["busiest worker share direct / nginx", "gen cores (limit?)", "machine cores", "errors", "target"]
-    md += [table(header, rows), "", *missing_note(missing, "proxy-tax"), proxy_tax_explanation(tax, runs)]
+    md += [
+        table(header, rows),
+        "",
+        *missing_note(missing, "proxy-tax"),
+        proxy_tax_explanation(tax, runs, results.data.get("separate_cores", {})),
+    ]
     if tax:
         md.append(figure("proxy tax", charts.chart_proxy_tax(tax, results.out_dir)))
     return md
@@ -126,11 +134,14 @@ def proxy_tax_section(results: Results) -> list[str]:
 
 def not_judged(name: str) -> str:
     """The target column of a path the target does not judge: TCP is the transport across hosts."""
+    if name.endswith(SEPARATE_CORES):
+        return "(placement)"
     return "(across hosts)" if name.endswith(", TCP") else "(not shipped)"
 
 
-def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
-    """Where the CPU went on each path, and for each shipped path below the target, why and what would fix it."""
+def proxy_tax_explanation(tax: dict, runs: list[dict], cores: dict[str, str]) -> str:
+    """Where the CPU went on each path, for each shipped path below the target why, and what the same pairs
+    did on separate cores (`cores`: the cores the app server and nginx had there, bench_sections.py)."""
     md = [para("proxy_tax_cpu")]
     costs = proxy_costs(tax)
     rows: list[list[str]] = []
@@ -195,7 +206,26 @@ def proxy_tax_explanation(tax: dict, runs: list[dict]) -> str:
         ours = tax.get("gunicorn")
         through = text("proxy_tax_naive_ours", theirs=peer["nginx"], ours=ours["nginx"]) if ours else ""
         md.append(text("proxy_tax_naive", ratio=peer["ratio"], direct=peer["direct"], ours=through))
-    if any(not tax[s]["met"] for s in SERVERS if s in tax):
+    apart = [s for s in SERVERS if f"{s}{SEPARATE_CORES}" in tax]
+    if apart:
+        kept = [
+            text(
+                "proxy_tax_apart_server",
+                server=s,
+                ratio=tax[f"{s}{SEPARATE_CORES}"]["ratio"],
+                nginx_us=costs[f"{s}{SEPARATE_CORES}"]["nginx"]["nginx"],
+                app_us=costs[f"{s}{SEPARATE_CORES}"]["nginx"]["app"],
+                direct_app_us=costs[f"{s}{SEPARATE_CORES}"]["direct"]["app"],
+                rate=tax[f"{s}{SEPARATE_CORES}"]["nginx"],
+                shared=tax[s]["nginx"] if s in tax else math.nan,
+            )
+            for s in apart
+        ]
+        md.append(
+            "\n"
+            + text("proxy_tax_apart", servers="; ".join(kept), app=cores.get("app", "?"), nginx=cores.get("nginx", "?"))
+        )
+    elif any(not tax[s]["met"] for s in SERVERS if s in tax):
         md.append("\n" + text("proxy_tax_fix"))
     return "\n".join(md)
 
