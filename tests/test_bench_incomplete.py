@@ -162,6 +162,10 @@ class FakeContainers:
     def focus(self, services):
         pass
 
+    @contextlib.contextmanager
+    def pinned(self, cpus):
+        yield
+
     def refresh(self):
         pass
 

@@ -85,13 +85,13 @@ def inline_includes(bench: Bench, conf: str) -> str:
     )
 
 
-def load(bench: Bench, conf: str) -> None:
+def load(bench: Bench, conf: str, nginx: str = NGINX) -> None:
     """Check the config, put it in place and reload nginx, under the lock of render.sh and the follower."""
     script = (
         'printf %s "$1" > "$2.bench" && nginx -e stderr -t -q -c "$2.bench" '
         '&& mv "$2.bench" "$2" && nginx -e stderr -c "$2" -s reload'
     )
-    bench.containers.exec(NGINX, "flock", LOCK, "sh", "-c", script, "sh", conf, CONF, timeout=60)
+    bench.containers.exec(nginx, "flock", LOCK, "sh", "-c", script, "sh", conf, CONF, timeout=60)
     time.sleep(SETTLE_S)
 
 

@@ -11,6 +11,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+import bench_nginx_cost
 import report
 from bench_containers import machine_busy_jiffies
 from bench_targets import (
@@ -55,6 +56,7 @@ def _proxy_tax_separate_cores(bench: Bench) -> None:
 
     The app server gets the first half of the cores, nginx and wrk the rest (`docker update
     --cpuset-cpus`), for its direct runs too: both sides of a pair have the same cores for the app.
+    nginx runs a worker per core of its own, as render.sh gives it when it starts pinned.
     """
     cores = os.cpu_count() or 1
     if cores < 2:
@@ -65,10 +67,19 @@ def _proxy_tax_separate_cores(bench: Bench) -> None:
     for server in SERVERS:
         name = f"{server}{SEPARATE_CORES}"
         targets = [("direct", DIRECT[server]), ("nginx", VIA_NGINX[server])]
-        with bench.containers.pinned({server: app, f"nginx-{server}": front, "loadgen": front}):
-            for round_no, reverse in bench.rounds():
-                for how, base in reversed(targets) if reverse else targets:
-                    bench.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
+        nginx = f"nginx-{server}"
+        with bench.containers.pinned({server: app, nginx: front, "loadgen": front}):
+            bench.focus(VIA_NGINX[server])
+            shipped = bench.containers.exec(nginx, "cat", bench_nginx_cost.CONF, timeout=30)
+            one_per_core = bench_nginx_cost.substitute(r"^worker_processes \S+;", f"worker_processes {cores - half};")
+            bench_nginx_cost.load(bench, one_per_core(shipped), nginx)
+            try:
+                for round_no, reverse in bench.rounds():
+                    for how, base in reversed(targets) if reverse else targets:
+                        bench.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
+            finally:
+                bench.focus(VIA_NGINX[server])
+                bench_nginx_cost.load(bench, shipped, nginx)
 
 
 def cpu_list(first: int, last: int) -> str:
