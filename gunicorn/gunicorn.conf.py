@@ -34,7 +34,7 @@ chdir = str(app_dir)
 # every connection it can and nginx reuses its most recently used idle connection: at a steady
 # rate the busiest of two workers took up to 0.87 of `/plaintext` and 0.97 of `/queries?n=20`.
 # With a socket each, nginx's least_conn picks the worker for every request, then one of its pooled
-# connections: 0.51 and 0.52 (docs/bench/report.md, the comparison at its top, and section 3).
+# connections: 0.51 and 0.50 (docs/bench/report.md, the comparison at its top, and section 3).
 # The master binds them all and keeps them open; a new worker takes the free slot (pre_fork,
 # post_fork below). gunicorn's umask (0) leaves the sockets writable by nginx's user.
 addresses = listen_addresses("gunicorn")

@@ -47,9 +47,12 @@ export NGINX_TLS_LISTEN="${NGINX_TLS_LISTEN:-8443}"
 export NGINX_STATUS_LISTEN="${NGINX_STATUS_LISTEN:-8081}"
 export ACME_ROOT="${ACME_ROOT:-/srv/acme}"
 export NGINX_RUN_DIR="${NGINX_RUN_DIR:-/tmp/nginx}"
-# The cores this container may run on (nproc reads the CPU affinity, a cpuset's), where nginx's
-# own `auto` counts every core the host has (sysconf), pinned or not.
-NGINX_WORKER_PROCESSES="${NGINX_WORKER_PROCESSES:-$(nproc)}"
+# auto: the cores this container may run on (nproc reads the CPU affinity, a cpuset's), where
+# nginx's own auto counts every core the host has (sysconf), pinned or not.
+case "${NGINX_WORKER_PROCESSES:=auto}" in
+auto) NGINX_WORKER_PROCESSES=$(nproc) ;;
+'' | *[!0-9]* | 0 | 00*) fail "NGINX_WORKER_PROCESSES must be auto or a whole number from 1, got '$NGINX_WORKER_PROCESSES'" ;;
+esac
 export NGINX_WORKER_PROCESSES
 export NGINX_ACCESS_LOG="${NGINX_ACCESS_LOG:-/dev/stdout}"
 # nginx waits 5 s longer than the app server, whose timeout should be the one that fires.

@@ -49,13 +49,21 @@ def test_as_shipped_each_replica_listens_on_sockets_named_after_its_host(gunicor
     assert uwsgi_ini()["socket"] == "$(APP_LISTEN)"
 
 
-def test_nginx_runs_a_worker_per_core_it_may_use_a_cpuset_too():
-    # nginx's own `auto` counts the host's cores; pinned to one (docs/operations.md), it gets one worker.
-    env = local_stack("gunicorn").env
-    for argv, workers in (([], os.sched_getaffinity(0)), (["taskset", "--cpu-list", "0"], {0})):
-        done = subprocess.run([*argv, str(ROOT / "nginx" / "render.sh")], env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-        assert f"\nworker_processes {len(workers)};\n" in Path(done.stdout.strip()).read_text()
+@pytest.mark.parametrize(
+    ("setting", "argv", "workers"),
+    [
+        ("auto", [], len(os.sched_getaffinity(0))),
+        # nginx's own `auto` counts the host's cores; pinned to one (docs/operations.md), it gets one worker.
+        ("auto", ["taskset", "--cpu-list", "0"], 1),
+        ("3", ["taskset", "--cpu-list", "0"], 3),
+    ],
+)
+def test_nginx_runs_a_worker_per_core_it_may_use_unless_told(setting, argv, workers):
+    assert DOTENV["NGINX_WORKER_PROCESSES"] == "auto"
+    env = {**local_stack("gunicorn").env, "NGINX_WORKER_PROCESSES": setting}
+    done = subprocess.run([*argv, str(ROOT / "nginx" / "render.sh")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"\nworker_processes {workers};\n" in Path(done.stdout.strip()).read_text()
 
 
 @pytest.mark.parametrize("server", SERVERS)
