@@ -92,6 +92,7 @@ def test_invalid_server_setting_stops_both_servers(env, server, name, value, exp
         ("APP_TRANSPORT", "udp", "APP_TRANSPORT must be one of: unix, tcp (got 'udp')"),
         ("NGINX_WORKER_PROCESSES", "two", "NGINX_WORKER_PROCESSES must be auto or a whole number from 1, got 'two'"),
         ("NGINX_WORKER_PROCESSES", "0", "NGINX_WORKER_PROCESSES must be auto or a whole number from 1, got '0'"),
+        ("NGINX_WORKER_PROCESSES", "02", "NGINX_WORKER_PROCESSES must be auto or a whole number from 1, got '02'"),
     ],
 )
 def test_invalid_nginx_setting_is_named(env, name, value, expected):

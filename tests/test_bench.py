@@ -76,6 +76,20 @@ def test_the_pairs_on_separate_cores_are_reported_beside_the_shipped_ones_and_no
     assert "held to CPU 0 and nginx and the generator to CPU 1" in md
     assert "gunicorn through nginx kept 1.100 of its direct rate, 2,750 req/s against 3,200 with the cores shared" in md
     assert "What else would close the gap" not in md
+    # A lopsided round counts there while the app server had one core, whose workers take turns on it.
+    lopsided = runs + [
+        {
+            **r,
+            "round": 2,
+            "rps": r["rps"] * (1.2 if r["label"].endswith("direct") else 1.0),
+            "busiest_worker_share": 1.0,
+        }
+        for r in runs[2:]
+    ]
+    assert report.proxy_tax(lopsided, "0")["gunicorn, separate cores"]["ratio"] == pytest.approx((1.1 + 1.1 / 1.2) / 2)
+    assert report.proxy_tax(lopsided, "0-1")["gunicorn, separate cores"]["ratio"] == pytest.approx(1.1)
+    one_core = "\n".join(report_sections_1_3.proxy_tax_section(report.Results({**data, "runs": lopsided}, tmp_path)))
+    assert "on one core the app server's workers take turns" in one_core and "one worker did" not in one_core
     # A run without them (an older raw.json) keeps the advice.
     older = "\n".join(report_sections_1_3.proxy_tax_section(report.Results({"runs": runs[:2]}, tmp_path)))
     assert "What else would close the gap" in older and "separate cores" not in older

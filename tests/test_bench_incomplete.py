@@ -317,6 +317,28 @@ def test_a_complete_run_exits_0_with_every_figure_in_the_report(monkeypatch, tmp
         assert f"| {change} | 1 |" in text
 
 
+def test_a_failed_reload_on_separate_cores_puts_the_shipped_config_back_and_goes_on(monkeypatch, tmp_path):
+    loads: list[tuple[str, str]] = []
+
+    def fail(stack, service, argv) -> bool:
+        if argv[0] == "flock":  # a config loaded into an nginx: the first is gunicorn's, a worker per core
+            loads.append((service, argv[6]))
+            return len(loads) == 1
+        return False
+
+    code, text, data = run_bench(monkeypatch, tmp_path, fail=fail)
+    assert code == bench.INCOMPLETE
+    assert [(m["label"], m["what"]) for m in data["missing"]] == [("gunicorn, separate cores", "placement")]
+    (first, changed), (then, back) = loads[:2]
+    assert first == then == "nginx-gunicorn"
+    workers = (os.cpu_count() or 1) - (os.cpu_count() or 1) // 2
+    assert f"\nworker_processes {workers};\n" in changed
+    assert "\nworker_processes ${NGINX_WORKER_PROCESSES};\n" in back  # the shipped config, as it was read
+    # uWSGI's pairs still ran, and every section after them.
+    assert "| uwsgi, separate cores | 1,000 (one run) |" in section(text, "## 1. Proxy tax")
+    assert "## 12." in text
+
+
 WRK_ERROR = "RuntimeError: wrk -t1 -c8... in loadgen exited 1: injected failure"
 PROBE_ERROR = "RuntimeError: python /srv/bench/probe.py {}... in loadgen exited 1: injected failure"
 

@@ -53,6 +53,7 @@ def test_as_shipped_each_replica_listens_on_sockets_named_after_its_host(gunicor
     ("setting", "argv", "workers"),
     [
         ("auto", [], len(os.sched_getaffinity(0))),
+        ("", [], len(os.sched_getaffinity(0))),  # set but empty (compose passes an unset one so): auto
         # nginx's own `auto` counts the host's cores; pinned to one (docs/operations.md), it gets one worker.
         ("auto", ["taskset", "--cpu-list", "0"], 1),
         ("3", ["taskset", "--cpu-list", "0"], 3),

@@ -108,16 +108,22 @@ class Containers:
         """These services on these cores (`docker update --cpuset-cpus`, paused or not), every core again after."""
         every = f"0-{(os.cpu_count() or 1) - 1}"
         try:
-            for service, cores in cpus.items():
-                done = subprocess.run(
-                    ["docker", "update", "--cpuset-cpus", cores, self.ids[service]], text=True, capture_output=True
-                )
-                if done.returncode != 0:
-                    raise RuntimeError(f"docker update --cpuset-cpus {cores} {service}: {done.stderr.strip()}")
+            failed = [error for service, cores in cpus.items() if (error := self._cpuset(service, cores))]
+            if failed:
+                raise RuntimeError("; ".join(failed))
             yield
         finally:
-            for service in cpus:
-                subprocess.run(["docker", "update", "--cpuset-cpus", every, self.ids[service]], capture_output=True)
+            # Every one put back before a failure is told: the sections after this one measure them.
+            failed = [error for service in cpus if (error := self._cpuset(service, every))]
+            if failed:
+                raise RuntimeError("still pinned: " + "; ".join(failed))
+
+    def _cpuset(self, service: str, cores: str) -> str:
+        """docker update --cpuset-cpus; what went wrong, or "" once the container is on these cores."""
+        done = subprocess.run(
+            ["docker", "update", "--cpuset-cpus", cores, self.ids[service]], text=True, capture_output=True
+        )
+        return f"docker update --cpuset-cpus {cores} {service}: {done.stderr.strip()}" if done.returncode else ""
 
     def hostname(self, service: str) -> str:
         # Docker's default hostname, which the app reports as X-App-Instance.

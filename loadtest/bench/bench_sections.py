@@ -47,8 +47,7 @@ def proxy_tax(bench: Bench) -> None:
         for name, targets in paths.items():
             for how, base in reversed(targets) if reverse else targets:
                 bench.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
-    with bench.step("proxy-tax", "separate cores", what="placement"):
-        _proxy_tax_separate_cores(bench)
+    _proxy_tax_separate_cores(bench)
 
 
 def _proxy_tax_separate_cores(bench: Bench) -> None:
@@ -56,30 +55,38 @@ def _proxy_tax_separate_cores(bench: Bench) -> None:
 
     The app server gets the first half of the cores, nginx and wrk the rest (`docker update
     --cpuset-cpus`), for its direct runs too: both sides of a pair have the same cores for the app.
-    nginx runs a worker per core of its own, as render.sh gives it when it starts pinned.
     """
     cores = os.cpu_count() or 1
-    if cores < 2:
-        raise RuntimeError("one core: nothing to put nginx on apart from the app server")
     half = cores // 2
     app, front = cpu_list(0, half - 1), cpu_list(half, cores - 1)
-    bench.extra["separate_cores"] = {"app": app, "nginx": front}
     for server in SERVERS:
         name = f"{server}{SEPARATE_CORES}"
-        targets = [("direct", DIRECT[server]), ("nginx", VIA_NGINX[server])]
-        nginx = f"nginx-{server}"
-        with bench.containers.pinned({server: app, nginx: front, "loadgen": front}):
-            bench.focus(VIA_NGINX[server])
-            shipped = bench.containers.exec(nginx, "cat", bench_nginx_cost.CONF, timeout=30)
-            one_per_core = bench_nginx_cost.substitute(r"^worker_processes \S+;", f"worker_processes {cores - half};")
+        with bench.step("proxy-tax", name, what="placement"):
+            if cores < 2:
+                raise RuntimeError("one core: nothing to put nginx on apart from the app server")
+            bench.extra["separate_cores"] = {"app": app, "nginx": front}
+            cpus = {server: app, f"nginx-{server}": front, "loadgen": front}
+            _separate_cores_pairs(bench, server, name, cpus, nginx_workers=cores - half)
+
+
+def _separate_cores_pairs(bench: Bench, server: str, name: str, cpus: dict[str, str], nginx_workers: int) -> None:
+    """One server's pairs with these services pinned, nginx with a worker per core of its own (as
+    NGINX_WORKER_PROCESSES=auto starts it pinned); its shipped config and every core back after."""
+    nginx, targets = f"nginx-{server}", [("direct", DIRECT[server]), ("nginx", VIA_NGINX[server])]
+    bench.focus(VIA_NGINX[server])
+    shipped = bench.containers.exec(nginx, "cat", bench_nginx_cost.CONF, timeout=30)
+    one_per_core = bench_nginx_cost.substitute(r"^worker_processes \S+;", f"worker_processes {nginx_workers};")
+    try:
+        with bench.containers.pinned(cpus):
             bench_nginx_cost.load(bench, one_per_core(shipped), nginx)
-            try:
-                for round_no, reverse in bench.rounds():
-                    for how, base in reversed(targets) if reverse else targets:
-                        bench.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
-            finally:
-                bench.focus(VIA_NGINX[server])
-                bench_nginx_cost.load(bench, shipped, nginx)
+            for round_no, reverse in bench.rounds():
+                for how, base in reversed(targets) if reverse else targets:
+                    bench.wrk("proxy-tax", f"{name} {how}", base + "/plaintext", round_no)
+    finally:
+        # The shipped config back, whatever failed: the sections after this one measure it.
+        with bench.step("proxy-tax", name, what="the shipped config back"):
+            bench.focus(VIA_NGINX[server])
+            bench_nginx_cost.load(bench, shipped, nginx)
 
 
 def cpu_list(first: int, last: int) -> str:

@@ -98,12 +98,13 @@ def uneven(run: dict) -> bool:
     return run.get("busiest_worker_share", math.nan) >= UNEVEN_SHARE
 
 
-def paired_ratios(base_runs: list[dict], other_runs: list[dict]) -> dict | None:
+def paired_ratios(base_runs: list[dict], other_runs: list[dict], judge_split: bool = True) -> dict | None:
     """other/base req/s per round where both were measured, and their median; None when no round has both.
 
     A round where one app worker did most of the work on either side measures how gthread's connections
     landed on its workers, not the difference being measured: the median leaves such rounds out while
-    any other round is left, and says which they were (uneven_rounds, indices into ratios).
+    any other round is left, and says which they were (uneven_rounds, indices into ratios). Not with
+    judge_split False: an app server on one core, whose workers share it whichever took the connections.
     """
     base = {r["round"]: r for r in base_runs}
     other = {r["round"]: r for r in other_runs}
@@ -111,7 +112,7 @@ def paired_ratios(base_runs: list[dict], other_runs: list[dict]) -> dict | None:
     if not paired:
         return None
     ratios = [other[k]["rps"] / base[k]["rps"] for k in paired]
-    uneven_rounds = [i for i, k in enumerate(paired) if uneven(base[k]) or uneven(other[k])]
+    uneven_rounds = [i for i, k in enumerate(paired) if judge_split and (uneven(base[k]) or uneven(other[k]))]
     even = [ratio for i, ratio in enumerate(ratios) if i not in uneven_rounds]
     return {"ratios": ratios, "uneven_rounds": uneven_rounds, "ratio": med(even or ratios)}
 
@@ -167,14 +168,16 @@ def failed_sweep_points(missing: list[dict], server: str) -> dict[tuple[int, int
 
 
 # --- 1. the proxy tax ------------------------------------------------------------------------
-def proxy_tax(runs: list[dict]) -> dict[str, dict]:
+def proxy_tax(runs: list[dict], separate_app_cpus: str = "") -> dict[str, dict]:
     """Per path: direct and nginx medians, and the median of the per-round nginx/direct ratios
-    (paired_ratios: lopsided rounds left out of the verdict while any other round is left)."""
+    (paired_ratios: lopsided rounds left out of the verdict while any other round is left, except on
+    separate cores when the app server had one core there: separate_app_cpus, raw.json's separate_cores)."""
+    one_core = separate_app_cpus.isdigit()  # "0": one core; "0-1" or "0,2": more
     grouped = by_label(runs, "proxy-tax")
     result = {}
     for name, (direct_label, via_label, nginx_service, app_service) in PROXY_PATHS.items():
         direct_runs, via_runs = grouped.get(direct_label, []), grouped.get(via_label, [])
-        pairs = paired_ratios(direct_runs, via_runs)
+        pairs = paired_ratios(direct_runs, via_runs, judge_split=not (one_core and name.endswith(SEPARATE_CORES)))
         if pairs is None:
             continue
         result[name] = {

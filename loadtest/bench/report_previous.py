@@ -25,7 +25,7 @@ PATHS = {
 def headline(data: dict) -> dict[str, tuple[float, str]]:
     """Figure name -> (value, format): what the report's summary and the README's table rest on."""
     runs = data.get("runs", [])
-    tax = proxy_tax(runs)
+    tax = proxy_tax(runs, data.get("separate_cores", {}).get("app", ""))
     costs = proxy_costs(tax)
     figures: dict[str, tuple[float, str]] = {}
     for server in SERVERS:
