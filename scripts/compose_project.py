@@ -24,10 +24,27 @@ BOTH_PROFILES = ("--profile", "gunicorn", "--profile", "uwsgi")
 EVERY_PROFILE = (*BOTH_PROFILES, "--profile", "postgres", "--profile", "loadtest", "--profile", "monitoring")
 
 
+# Ports handed out by this process, so two calls in a row never give the same one.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free on 127.0.0.1, below the kernel's ephemeral range: one bind(0) hands out is in that
+    range, where an outgoing connection can take it before its server binds (CI saw uWSGI's bind fail)."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    first_ephemeral = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    for _ in range(500):
+        port = secrets.randbelow(first_ephemeral - 10000) + 10000
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 from 10000 to {first_ephemeral - 1} in 500 tries")
 
 
 def ensure_secret_file() -> None:

@@ -257,12 +257,17 @@ def test_a_request_past_the_budget_gets_504_and_its_worker_is_recycled(server, m
     finally:
         stack.stop()
     print(f"{server} {model}: {answer.status_code} after {elapsed:.1f}s; alongside {alongside_statuses}")
-    assert answer.status_code == 504
-    assert answer.json() == {"error": "the app server did not answer within the request budget"}
-    assert 12.5 <= elapsed <= 15  # nginx's read timeout: REQUEST_TIMEOUT + 5 s
-    assert alongside_statuses == [200, 200, 200]
-    assert healthy == 200
-    assert "past REQUEST_TIMEOUT=8s: retiring worker" in stack.read_log(stack.app_log)
+    try:
+        assert answer.status_code == 504
+        assert answer.json() == {"error": "the app server did not answer within the request budget"}
+        assert 12.5 <= elapsed <= 15  # nginx's read timeout: REQUEST_TIMEOUT + 5 s
+        assert alongside_statuses == [200, 200, 200]
+        assert healthy == 200
+        assert "past REQUEST_TIMEOUT=8s: retiring worker" in stack.read_log(stack.app_log)
+    except AssertionError:
+        # What the server did: a 503 after 7.8 s was seen once in CI (uWSGI, threads), not since.
+        print(stack.app_log.read_text()[-4000:])
+        raise
 
 
 @pytest.mark.parametrize("server", SERVERS)
