@@ -51,7 +51,7 @@ export NGINX_RUN_DIR="${NGINX_RUN_DIR:-/tmp/nginx}"
 # nginx's own auto counts every core the host has (sysconf), pinned or not.
 case "${NGINX_WORKER_PROCESSES:=auto}" in
 auto) NGINX_WORKER_PROCESSES=$(nproc) ;;
-'' | *[!0-9]* | 0*) fail "NGINX_WORKER_PROCESSES must be auto or a whole number from 1, got '$NGINX_WORKER_PROCESSES'" ;;
+*[!0-9]* | 0*) fail "NGINX_WORKER_PROCESSES must be auto or a whole number from 1, got '$NGINX_WORKER_PROCESSES'" ;;
 esac
 export NGINX_WORKER_PROCESSES
 export NGINX_ACCESS_LOG="${NGINX_ACCESS_LOG:-/dev/stdout}"

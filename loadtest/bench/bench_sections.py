@@ -59,12 +59,13 @@ def _proxy_tax_separate_cores(bench: Bench) -> None:
     cores = os.cpu_count() or 1
     half = cores // 2
     app, front = cpu_list(0, half - 1), cpu_list(half, cores - 1)
+    if cores >= 2:
+        bench.extra["separate_cores"] = {"app": app, "nginx": front}
     for server in SERVERS:
         name = f"{server}{SEPARATE_CORES}"
         with bench.step("proxy-tax", name, what="placement"):
             if cores < 2:
                 raise RuntimeError("one core: nothing to put nginx on apart from the app server")
-            bench.extra["separate_cores"] = {"app": app, "nginx": front}
             cpus = {server: app, f"nginx-{server}": front, "loadgen": front}
             _separate_cores_pairs(bench, server, name, cpus, nginx_workers=cores - half)
 

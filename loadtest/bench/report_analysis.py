@@ -168,11 +168,16 @@ def failed_sweep_points(missing: list[dict], server: str) -> dict[tuple[int, int
 
 
 # --- 1. the proxy tax ------------------------------------------------------------------------
+def app_on_one_core(separate_app_cpus: str) -> bool:
+    """Whether the separate-cores pairs held the app server to one core: "0" is one; "0-1" or "0,2" more."""
+    return separate_app_cpus.isdigit()
+
+
 def proxy_tax(runs: list[dict], separate_app_cpus: str = "") -> dict[str, dict]:
     """Per path: direct and nginx medians, and the median of the per-round nginx/direct ratios
     (paired_ratios: lopsided rounds left out of the verdict while any other round is left, except on
     separate cores when the app server had one core there: separate_app_cpus, raw.json's separate_cores)."""
-    one_core = separate_app_cpus.isdigit()  # "0": one core; "0-1" or "0,2": more
+    one_core = app_on_one_core(separate_app_cpus)
     grouped = by_label(runs, "proxy-tax")
     result = {}
     for name, (direct_label, via_label, nginx_service, app_service) in PROXY_PATHS.items():

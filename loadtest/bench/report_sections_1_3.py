@@ -16,6 +16,7 @@ from report_analysis import (
     PROXY_TAX_TARGET,
     SERVERS,
     UNEVEN_SHARE,
+    app_on_one_core,
     by_label,
     concurrent_summary,
     failures,
@@ -126,7 +127,7 @@ def proxy_tax_section(results: Results) -> list[str]:
         table(header, rows),
         "",
         *missing_note(missing, "proxy-tax"),
-        proxy_tax_explanation(tax, runs, results.data.get("separate_cores", {})),
+        proxy_tax_explanation(tax, runs, cores),
     ]
     if tax:
         md.append(figure("proxy tax", charts.chart_proxy_tax(tax, results.out_dir)))
@@ -164,7 +165,7 @@ def proxy_tax_explanation(tax: dict, runs: list[dict], cores: dict[str, str]) ->
             )
     md += [table(["path", "generator", "nginx", "app server", "other", "total"], rows), ""]
     # On separate cores with one core for the app server, where connections landed does not count.
-    one_core = cores.get("app", "").isdigit()
+    one_core = app_on_one_core(cores.get("app", ""))
     lopsided = [r for r in lopsided_runs(runs, "proxy-tax") if not (one_core and SEPARATE_CORES in r["label"])]
     if lopsided:
         which = ", ".join(r["label"] + " r" + str(r["round"]) for r in lopsided)
@@ -216,13 +217,14 @@ def proxy_tax_explanation(tax: dict, runs: list[dict], cores: dict[str, str]) ->
                 "proxy_tax_apart_server",
                 server=s,
                 ratio=tax[f"{s}{SEPARATE_CORES}"]["ratio"],
-                nginx_us=costs[f"{s}{SEPARATE_CORES}"]["nginx"]["nginx"],
-                app_us=costs[f"{s}{SEPARATE_CORES}"]["nginx"]["app"],
-                direct_app_us=costs[f"{s}{SEPARATE_CORES}"]["direct"]["app"],
                 rate=tax[f"{s}{SEPARATE_CORES}"]["nginx"],
                 shared=tax[s]["nginx"] if s in tax else math.nan,
+                nginx_us=cost["nginx"]["nginx"],
+                app_us=cost["nginx"]["app"],
+                direct_app_us=cost["direct"]["app"],
             )
             for s in apart
+            for cost in [costs[f"{s}{SEPARATE_CORES}"]]
         ]
         md.append(
             "\n"
